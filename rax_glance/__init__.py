@@ -1,0 +1,1 @@
+"""rax_glance: Rackspace Cloud Images as a plugin bundle for stock OpenStack Glance 33."""

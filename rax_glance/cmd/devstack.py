@@ -1,0 +1,78 @@
+"""rax-glance-devstack: a real Swift and glance-api with the bundle, on 127.0.0.1.
+
+    rax-glance-devstack up [--db sqlite|postgresql] [--state-dir DIR]
+    rax-glance-devstack status [--json]
+    rax-glance-devstack demo
+    rax-glance-devstack down
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from rax_glance.devstack import demo
+from rax_glance.devstack import stack
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog='rax-glance-devstack', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--state-dir', default=os.environ.get('RAX_GLANCE_DEVSTACK_DIR',
+                                                              stack.DEFAULT_STATE_DIR),
+                        help='where all state, configs and logs live (default: %(default)s; '
+                             'env RAX_GLANCE_DEVSTACK_DIR)')
+    sub = parser.add_subparsers(dest='command', required=True)
+    up = sub.add_parser('up', help='start Swift and glance-api and wait until ready')
+    up.add_argument('--db', choices=stack.DB_KINDS, default='sqlite',
+                    help='Glance database (postgresql runs a private cluster)')
+    up.add_argument('--glance-workers', type=int, default=2)
+    up.add_argument('--timeout', type=float, default=90.0,
+                    help='seconds to wait for each server to be ready')
+    sub.add_parser('down', help='stop the stack started from this state dir (idempotent)')
+    status = sub.add_parser('status', help='describe the stack')
+    status.add_argument('--json', action='store_true', help='machine-readable output')
+    sub.add_parser('demo', help='exercise a running stack and print how to use it')
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    dev = stack.DevStack(args.state_dir)
+    try:
+        if args.command == 'up':
+            info = dev.up(db=args.db, glance_workers=args.glance_workers,
+                          timeout=args.timeout)
+            print('dev stack running: glance-api %s, swift %s (state dir %s)'
+                  % (info['glance']['endpoint'], info['swift']['auth_url'],
+                     info['state_dir']))
+        elif args.command == 'down':
+            was_up = dev.down()
+            print('dev stack stopped' if was_up else 'no dev stack running from %s'
+                  % dev.state_dir)
+        elif args.command == 'status':
+            info = dev.describe()
+            if args.json:
+                print(json.dumps(info, indent=2, sort_keys=True))
+            else:
+                print('status: %s (state dir %s)' % (info['status'], info['state_dir']))
+                for name, pid in info.get('pids', {}).items():
+                    print('  %-16s pid %-7s %s' % (name, pid,
+                                                  'up' if info['alive'][name] else 'DOWN'))
+            return 0 if info['status'] == 'running' else 3
+        elif args.command == 'demo':
+            info = dev.describe()
+            if info['status'] != 'running':
+                print('no running dev stack in %s (status %s); start it with '
+                      '`rax-glance-devstack up`' % (info['state_dir'], info['status']),
+                      file=sys.stderr)
+                return 1
+            demo.run(info, sys.stdout)
+    except stack.StackError as exc:
+        print('rax-glance-devstack: error: %s' % exc, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

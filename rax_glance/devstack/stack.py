@@ -1,0 +1,171 @@
+"""The dev stack: a real Swift and a real glance-api with the bundle, all state in one directory.
+
+One implementation serves `rax-glance-devstack` (the README's demo) and the functional-test
+fixtures. `<state>/stack.json` records what runs (pids with start times, ports, credentials);
+`down` reads it, stops only those processes, removes the tmpfs devices and is idempotent.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from rax_glance.devstack import process
+from rax_glance.devstack.glance import GlanceServer
+from rax_glance.devstack.postgres import PostgresCluster
+from rax_glance.devstack.swift import SwiftNode
+
+StackError = process.StackError
+DEFAULT_STATE_DIR = '.devstack'
+DB_KINDS = ('sqlite', 'postgresql')
+
+
+def bundle_glance_sections(swift_info):
+    """glance-api.conf sections that wire the bundle to the stack's Swift."""
+    return {}
+
+
+class DevStack:
+    def __init__(self, state_dir=DEFAULT_STATE_DIR):
+        self.state_dir = Path(state_dir).resolve()
+        self.state_file = self.state_dir / 'stack.json'
+        self.logs_dir = self.state_dir / 'logs'
+
+    # -- state file ---------------------------------------------------------------------
+    def read_state(self):
+        try:
+            return json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise StackError('%s is not valid JSON (%s); remove the state dir %s by hand'
+                             % (self.state_file, exc, self.state_dir)) from exc
+
+    def _write_state(self, state):
+        tmp = self.state_file.with_suffix('.tmp')
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+        os.replace(tmp, self.state_file)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def up(self, db='sqlite', glance_workers=2, timeout=90.0):
+        if db not in DB_KINDS:
+            raise StackError('unknown --db %r; choose one of %s' % (db, ', '.join(DB_KINDS)))
+        self._refuse_running_or_stale()
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+        self.logs_dir.mkdir(parents=True)
+        stack_id = secrets.token_hex(4)
+        state = {'status': 'starting', 'id': stack_id, 'state_dir': str(self.state_dir),
+                 'db': {'kind': db}, 'processes': [], 'started_at': time.time()}
+        self._write_state(state)
+        try:
+            self._start_all(state, stack_id, db, glance_workers, timeout)
+        except BaseException:
+            self.down()
+            raise
+        state['status'] = 'running'
+        self._write_state(state)
+        return self.describe()
+
+    def _start_all(self, state, stack_id, db, glance_workers, timeout):
+        swift = SwiftNode(self.state_dir, stack_id)
+        state['swift'] = {'devices': str(swift.devices)}
+        self._write_state(state)
+        swift.configure()
+
+        def record(rec):
+            state['processes'].append(rec)
+            self._write_state(state)
+
+        swift.start(self.logs_dir, record, timeout)
+        state['swift'] = swift.describe()
+        self._write_state(state)
+
+        if db == 'postgresql':
+            pg = PostgresCluster(self.state_dir)
+            pg.configure(self.logs_dir)
+            pg.start(self.logs_dir, record, timeout)
+            db_url = pg.url
+        else:
+            db_url = 'sqlite:///%s' % (self.state_dir / 'glance' / 'glance.sqlite')
+            (self.state_dir / 'glance').mkdir(parents=True, exist_ok=True)
+        state['db']['url'] = db_url
+        self._write_state(state)
+
+        glance = GlanceServer(self.state_dir, workers=glance_workers)
+        glance.configure(db_url, bundle_glance_sections(state['swift']))
+        glance.db_sync(self.logs_dir)
+        glance.start(self.logs_dir, record, timeout)
+        state['glance'] = {'endpoint': glance.url, 'config_dir': str(glance.dir),
+                           'config_file': str(glance.config_file),
+                           'workers': glance_workers,
+                           'identity': 'trusted-headers (X-Project-Id, X-User-Id, X-Roles)'}
+        self._write_state(state)
+
+    def _refuse_running_or_stale(self):
+        state = self.read_state()
+        if not state or state.get('status') == 'stopped':
+            return
+        alive = [p for p in state.get('processes', []) if process.is_alive(p)]
+        if alive:
+            raise StackError('a dev stack already runs from %s (pids %s); stop it with '
+                             '`rax-glance-devstack down --state-dir %s`'
+                             % (self.state_dir, ', '.join(str(p['pid']) for p in alive),
+                                self.state_dir))
+        logs = ', '.join(p['log'] for p in state.get('processes', [])) or str(self.logs_dir)
+        raise StackError('stale state dir %s: it says %r but none of its processes runs '
+                         '(crashed? see %s); clean it with `rax-glance-devstack down '
+                         '--state-dir %s`' % (self.state_dir, state.get('status'), logs,
+                                              self.state_dir))
+
+    def down(self):
+        """Stop what this state dir started; safe to call any number of times."""
+        state = self.read_state()
+        if not state:
+            return False
+        records = state.get('processes', [])
+        # Glance first (it talks to the others), then Swift's proxy, then the rest.
+        process.stop(list(reversed(records)))
+        SwiftNode.remove_devices(state.get('swift', {}).get('devices'))
+        was_up = state.get('status') != 'stopped'
+        state['status'] = 'stopped'
+        state['stopped_at'] = time.time()
+        self._write_state(state)
+        return was_up
+
+    def restart_glance(self, timeout=90.0):
+        """Kill glance-api hard and start it again on the same port and config."""
+        state = self.read_state()
+        rec = next(p for p in state['processes'] if p['name'] == 'glance-api')
+        process.stop([rec], sig=9, timeout=10)
+        glance = GlanceServer(self.state_dir, workers=state['glance'].get('workers', 2))
+        glance.port = int(state['glance']['endpoint'].rsplit(':', 1)[1])
+        state['processes'] = [p for p in state['processes'] if p is not rec]
+
+        def record(new):
+            state['processes'].append(new)
+            self._write_state(state)
+
+        glance.start(self.logs_dir, record, timeout)
+        return state['processes'][-1]
+
+    def describe(self):
+        state = self.read_state()
+        if not state:
+            return {'status': 'absent', 'state_dir': str(self.state_dir)}
+        procs = state.get('processes', [])
+        status = state.get('status')
+        if status == 'running' and not all(process.is_alive(p) for p in procs):
+            status = 'degraded'
+        return {
+            'status': status,
+            'state_dir': str(self.state_dir),
+            'glance': state.get('glance', {}),
+            'swift': state.get('swift', {}),
+            'db': state.get('db', {}),
+            'pids': {p['name']: p['pid'] for p in procs},
+            'alive': {p['name']: process.is_alive(p) for p in procs},
+            'logs': {p['name']: p['log'] for p in procs},
+        }

@@ -1,0 +1,152 @@
+"""A real one-node OpenStack Swift on loopback for the dev stack and the functional tests.
+
+Account, container, object and proxy servers with tempauth (fernet tokens, no memcached), rings
+built in-process, devices on tmpfs (/dev/shm): ext4's xattr limit would make Swift answer 507 to
+objects with a few KB of metadata.
+"""
+
+import base64
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+from rax_glance.devstack import process
+
+SERVICE_ACCOUNT = 'service'
+SERVICE_USER = 'rax-glance'
+SERVERS = ('account', 'container', 'object')
+
+
+def _bin(name):
+    return str(Path(sys.executable).parent / name)
+
+
+def _write_conf(path, sections):
+    lines = []
+    for section, values in sections.items():
+        lines.append('[%s]' % section)
+        lines.extend('%s = %s' % (k, v) for k, v in values.items())
+        lines.append('')
+    Path(path).write_text('\n'.join(lines))
+
+
+def _build_ring(swift_dir, kind, port):
+    from swift.common.ring import RingBuilder
+
+    builder = RingBuilder(6, 1, 1)
+    builder.add_dev({'id': 0, 'region': 1, 'zone': 1, 'ip': '127.0.0.1', 'port': port,
+                     'device': 'd1', 'weight': 1.0, 'meta': ''})
+    builder.rebalance(seed=1)
+    builder.save(str(swift_dir / ('%s.builder' % kind)))
+    builder.get_ring().save(str(swift_dir / ('%s.ring.gz' % kind)))
+
+
+class SwiftNode:
+    """Configuration and processes of the one-node Swift under `<state>/swift`."""
+
+    def __init__(self, state_dir, stack_id):
+        self.dir = Path(state_dir) / 'swift'
+        self.devices = Path('/dev/shm') / ('rax-glance-devstack-%s' % stack_id)
+        self.ports = {}
+        self.service_key = secrets.token_urlsafe(16)
+        self.project_users = {}
+
+    @property
+    def proxy_url(self):
+        return 'http://127.0.0.1:%d' % self.ports['proxy']
+
+    def configure(self, projects=('demo', 'alt')):
+        """Write swift.conf, rings and server configs; `projects` get a tempauth user each."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.devices / 'd1').mkdir(parents=True, exist_ok=True)
+        for kind in SERVERS + ('proxy',):
+            self.ports[kind] = process.free_port()
+        _write_conf(self.dir / 'swift.conf', {
+            'swift-hash': {'swift_hash_path_prefix': secrets.token_hex(8),
+                           'swift_hash_path_suffix': secrets.token_hex(8)},
+            'storage-policy:0': {'name': 'gold', 'default': 'yes'},
+        })
+        common = {'bind_ip': '127.0.0.1', 'workers': '0', 'user': _current_user(),
+                  'swift_dir': str(self.dir), 'devices': str(self.devices),
+                  'mount_check': 'false', 'disable_fallocate': 'true',
+                  'log_level': 'INFO'}
+        for kind in SERVERS:
+            _build_ring(self.dir, kind, self.ports[kind])
+            defaults = dict(common, bind_port=str(self.ports[kind]),
+                            log_name='%s-server' % kind)
+            _write_conf(self.dir / ('%s-server.conf' % kind), {
+                'DEFAULT': defaults,
+                'pipeline:main': {'pipeline': 'healthcheck %s-server' % kind},
+                'app:%s-server' % kind: {'use': 'egg:swift#%s' % kind},
+                'filter:healthcheck': {'use': 'egg:swift#healthcheck'},
+            })
+        tempauth = {
+            'use': 'egg:swift#tempauth',
+            'user_%s_%s' % (SERVICE_ACCOUNT, SERVICE_USER):
+                '%s .admin .reseller_admin' % self.service_key,
+            'fernet_key_k1': base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            'active_fernet_key_id': 'k1',
+            'token_life': '86400',
+        }
+        for project in projects:
+            key = secrets.token_urlsafe(12)
+            self.project_users[project] = {'user': '%s:user' % project, 'key': key}
+            tempauth['user_%s_user' % project] = '%s .admin' % key
+        pipeline = ('catch_errors gatekeeper healthcheck proxy-logging listing_formats bulk '
+                    'tempauth copy slo dlo proxy-logging proxy-server')
+        # pipeline name -> egg entry point
+        filters = {'catch_errors': 'catch_errors', 'gatekeeper': 'gatekeeper',
+                   'healthcheck': 'healthcheck', 'proxy-logging': 'proxy_logging',
+                   'listing_formats': 'listing_formats', 'bulk': 'bulk', 'copy': 'copy',
+                   'slo': 'slo', 'dlo': 'dlo'}
+        sections = {
+            'DEFAULT': dict(common, bind_port=str(self.ports['proxy']), log_name='proxy-server'),
+            'pipeline:main': {'pipeline': pipeline},
+            'app:proxy-server': {'use': 'egg:swift#proxy', 'account_autocreate': 'true',
+                                 'node_timeout': '30', 'conn_timeout': '2',
+                                 'error_suppression_limit': '1000'},
+            'filter:tempauth': tempauth,
+        }
+        for name, egg in filters.items():
+            sections['filter:%s' % name] = {'use': 'egg:swift#%s' % egg}
+        _write_conf(self.dir / 'proxy-server.conf', sections)
+
+    def start(self, logs_dir, on_spawn, timeout=60.0):
+        """Start the four servers; `on_spawn(record)` is called at once for each, so a
+        failure later in start-up still leaves every started process on record."""
+        env = dict(os.environ, SWIFT_DIR=str(self.dir))
+        started = []
+        for kind in SERVERS + ('proxy',):
+            conf = self.dir / ('%s-server.conf' % kind)
+            rec = process.spawn(
+                'swift-%s' % kind, [_bin('swift-%s-server' % kind), str(conf), '--verbose'],
+                Path(logs_dir) / ('swift-%s.log' % kind), env=env)
+            on_spawn(rec)
+            started.append((kind, rec))
+        for kind, rec in started:
+            process.wait_http_ok(rec['name'], 'http://127.0.0.1:%d/healthcheck'
+                                 % self.ports[kind], rec, timeout)
+
+    def describe(self):
+        return {
+            'auth_url': '%s/auth/v1.0' % self.proxy_url,
+            'auth_version': '1',
+            'service_user': '%s:%s' % (SERVICE_ACCOUNT, SERVICE_USER),
+            'service_key': self.service_key,
+            'storage_url_template': '%s/v1/AUTH_%%(project_id)s' % self.proxy_url,
+            'project_users': self.project_users,
+            'devices': str(self.devices),
+        }
+
+    @staticmethod
+    def remove_devices(path):
+        if path and str(path).startswith('/dev/shm/rax-glance-devstack-'):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _current_user():
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
