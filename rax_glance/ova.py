@@ -678,3 +678,43 @@ def _spool(stream, path):
             if not data:
                 break
             out.write(data)
+
+
+def check_package(fileobj, limits=None, vhd_limits=None):
+    """Validate a package stream: every member and the chain's links.
+
+    One pass, nothing written to disk.  Returns a summary dict.
+    """
+    vhd_limits = dataclasses.replace(vhd_limits or validate.UNLIMITED,
+                                     allow_differencing=True)
+    found = {}
+    for member in iter_members(fileobj, limits):
+        # Hidden is only a defect on the leaf: checked below.
+        reader = vhd_reader.StreamReader(member.stream, member.size,
+                                         vhd_limits, leaf=False)
+        reader.validate()
+        found[member.name] = (reader, bool(reader.footer.hidden))
+    names = chain_names(found)
+    for position, name in enumerate(names):
+        reader, hidden = found[name]
+        footer = reader.footer
+        is_base = position == len(names) - 1
+        if position == 0 and hidden:
+            raise errors.ChainError('leaf %s is marked hidden' % name)
+        if footer.disk_type == fmt.DISK_DIFFERENCING:
+            if is_base:
+                raise errors.ChainError('missing parent of %s' % name)
+            parent = found[names[position + 1]][0].footer
+            if reader.header.parent_unique_id != parent.unique_id:
+                raise errors.ChainError('parent id of %s does not match the '
+                                        'unique id of %s'
+                                        % (name, names[position + 1]))
+        elif not is_base:
+            raise errors.ChainError('%s is not a differencing disk but has '
+                                    'a parent in the chain' % name)
+    ids = [found[name][0].footer.unique_id for name in names]
+    if len(set(ids)) != len(ids):
+        raise errors.ChainError('cycle: a unique id appears twice')
+    return {'format': 'package', 'members': names,
+            'virtual_size': found[names[0]][0].virtual_size,
+            'disks': [found[name][0].info() for name in names]}

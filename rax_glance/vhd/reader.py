@@ -99,8 +99,9 @@ class _Input:
 class StreamReader:
     """Validate and read a VHD in one forward pass; see the module doc."""
 
-    def __init__(self, fileobj, size, limits=None):
+    def __init__(self, fileobj, size, limits=None, leaf=True):
         self.limits = limits or Limits()
+        self.leaf = leaf
         self.size = size
         self._input = _Input(fileobj, size)
         self.footer = None
@@ -153,7 +154,7 @@ class StreamReader:
             # Fixed disks have no copy: the first sector is disk content.
             self._fixed_head = first
             return self
-        validate.check_footer(copy, 0, self.limits)
+        validate.check_footer(copy, 0, self.limits, leaf=self.leaf)
         self.footer = copy
         self.header = fmt.DynamicHeader.parse(self._read_at(
             copy.data_offset, fmt.HEADER_SIZE, 'dynamic header'))
@@ -258,7 +259,8 @@ class StreamReader:
         else:
             trailing = bytes(inp.read(length, 'footer'))
         footer = fmt.Footer.parse(trailing)
-        validate.check_footer(footer, data_end, self.limits)
+        validate.check_footer(footer, data_end, self.limits,
+                              leaf=self.leaf)
         if footer.disk_type != fmt.DISK_FIXED:
             raise errors.StructureError(
                 '%s disk without a footer copy at offset 0'
