@@ -9,6 +9,7 @@ import importlib
 
 # Modules with a list_opts(); order is the order of sections in the sample.
 _MODULES = [
+    'rax_glance.tasks.options',
 ]
 
 

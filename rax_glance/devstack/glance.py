@@ -72,15 +72,17 @@ class GlanceServer:
         return self.dir / 'glance-api.conf'
 
     def db_sync(self, logs_dir):
-        log = Path(logs_dir) / 'glance-manage.log'
-        with open(log, 'ab') as fh:
-            result = subprocess.run(
-                [str(Path(sys.executable).parent / 'glance-manage'), '--config-file',
-                 str(self.config_file), 'db_sync'],
-                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        if result.returncode:
-            raise process.StackError('glance-manage db_sync failed (exit %d); see %s'
-                                     % (result.returncode, log))
+        """Glance's schema, then the bundle's own tables (`rax-glance-manage db_sync`)."""
+        for tool in ('glance-manage', 'rax-glance-manage'):
+            log = Path(logs_dir) / ('%s.log' % tool)
+            with open(log, 'ab') as fh:
+                result = subprocess.run(
+                    [str(Path(sys.executable).parent / tool), '--config-file',
+                     str(self.config_file), 'db_sync'],
+                    stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            if result.returncode:
+                raise process.StackError('%s db_sync failed (exit %d); see %s'
+                                         % (tool, result.returncode, log))
 
     def start(self, logs_dir, on_spawn, timeout=90.0):
         if process.port_is_taken(self.port):

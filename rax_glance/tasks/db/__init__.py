@@ -1,0 +1,1 @@
+"""Durable task records: SQLAlchemy tables (`models`), queries (`api`), alembic migrations."""

@@ -1,0 +1,253 @@
+"""Paste filter serving the Cloud Images tasks API; everything else goes to Glance untouched.
+
+Place it after `context` in the glance-api pipeline (`etc/glance-api-paste.ini`):
+
+    [filter:cloudimages-tasks]
+    paste.filter_factory = rax_glance.tasks.filter:filter_factory
+
+It answers `/v2/tasks`, `/v2/tasks/{id}`, `/v2/schemas/task` and `/v2/schemas/tasks`.
+Policy (`rax_glance:add_task`, `get_task`, `get_tasks`) is checked here, in the request thread:
+Glance 33 does not check policy for work done later in the background.
+"""
+
+import json
+import re
+import threading
+import urllib.parse
+import uuid
+
+import webob
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from rax_glance.tasks import executor as executor_mod
+from rax_glance.tasks import options
+from rax_glance.tasks import schemas
+from rax_glance.tasks import validation
+from rax_glance.tasks.db import api as db_api
+
+LOG = logging.getLogger(__name__)
+
+_TASK_PATH = re.compile(r'^/v2/tasks/(?P<id>[^/]+)/?$')
+_TASKS_PATHS = ('/v2/tasks', '/v2/tasks/')
+_SCHEMA_PATHS = {'/v2/schemas/task': schemas.task_schema,
+                 '/v2/schemas/tasks': schemas.tasks_schema}
+
+
+def _json(status, body, headers=None):
+    resp = webob.Response(status=status, content_type='application/json', charset='utf-8')
+    resp.body = json.dumps(body).encode('utf-8')
+    for key, value in (headers or {}).items():
+        resp.headers[key] = value
+    return resp
+
+
+def _error(status, message, headers=None):
+    code, _, title = webob.Response(status=status).status.partition(' ')
+    return _json(status, {'code': int(code), 'title': title, 'message': message}, headers)
+
+
+def enforce(context, rule, target):
+    """True when `context` may do `rule` on `target` (the bundle's registered rules)."""
+    try:
+        from rax_glance import policies
+    except ImportError:
+        policies = None
+    if policies is not None and hasattr(policies, 'authorize'):
+        return policies.authorize(context, rule, target)
+    # Narrow fallback while the policy module is absent: rules from the policy file only.
+    from glance.common import exception as glance_exc
+
+    try:
+        return bool(context.policy_enforcer.enforce(context, rule, target, registered=False))
+    except glance_exc.Forbidden:
+        return False
+
+
+def background_context(task):
+    """A Glance request context for the task's project and user, for flows."""
+    from glance import context as glance_context
+
+    return glance_context.RequestContext(
+        user_id=task['user_id'], project_id=task['owner'], roles=list(task['roles']),
+        policy_enforcer=_shared_enforcer())
+
+
+_ENFORCER = {}
+_ENFORCER_LOCK = threading.Lock()
+
+
+def _shared_enforcer():
+    with _ENFORCER_LOCK:
+        if 'enforcer' not in _ENFORCER:
+            from glance.api import policy as glance_policy
+
+            _ENFORCER['enforcer'] = glance_policy.Enforcer()
+        return _ENFORCER['enforcer']
+
+
+class TasksFilter:
+    """WSGI middleware: the tasks API in front of Glance's v2 app."""
+
+    def __init__(self, app, conf=None, repo=None, executor=None):
+        self.app = app
+        self.conf = options.register(conf or cfg.CONF)
+        self._repo = repo
+        self._executor = executor
+        self._lock = threading.Lock()
+
+    # -- lazy wiring: the config is parsed and we run in the worker process by now ---------
+    @property
+    def repo(self):
+        if self._repo is None:
+            with self._lock:
+                if self._repo is None:
+                    url = self.conf.rax_tasks.connection or self.conf.database.connection
+                    self._repo = db_api.TaskRepo(db_api.get_engine(url))
+        return self._repo
+
+    @property
+    def executor(self):
+        if self._executor is None:
+            repo = self.repo
+            with self._lock:
+                if self._executor is None:
+                    self._executor = executor_mod.load_executor(self.conf, repo,
+                                                                background_context)
+        self._executor.start()
+        return self._executor
+
+    def start_executor(self):
+        return self.executor
+
+    # -- WSGI ---------------------------------------------------------------------------
+    def __call__(self, environ, start_response):
+        path = environ.get('PATH_INFO', '')
+        if path in _SCHEMA_PATHS:
+            handler = self._schema
+        elif path in _TASKS_PATHS:
+            handler = self._tasks
+        elif _TASK_PATH.match(path):
+            handler = self._task
+        else:
+            return self.app(environ, start_response)
+        req = webob.Request(environ)
+        try:
+            resp = handler(req)
+        except Exception:
+            LOG.exception('Tasks API request %s %s failed', req.method, path)
+            resp = _error(500, 'The server could not complete the request; please retry.')
+        return resp(environ, start_response)
+
+    @staticmethod
+    def _context(req):
+        try:
+            return req.context
+        except AttributeError:
+            return None
+
+    def _allowed(self, ctx, rule):
+        if ctx is None or not ctx.project_id:
+            return False
+        return enforce(ctx, rule, {'project_id': ctx.project_id, 'owner': ctx.project_id})
+
+    def _schema(self, req):
+        if req.method != 'GET':
+            return _error(405, 'Method not allowed.', {'Allow': 'GET'})
+        return _json(200, _SCHEMA_PATHS[req.path_info]())
+
+    def _tasks(self, req):
+        if req.method == 'GET':
+            return self._list(req)
+        if req.method == 'POST':
+            return self._create(req)
+        return _error(405, 'Method not allowed.', {'Allow': 'GET, POST'})
+
+    def _task(self, req):
+        task_id = _TASK_PATH.match(req.path_info).group('id')
+        if req.method != 'GET':
+            # Tasks are never deleted nor changed by users; they expire.
+            return _error(405, 'Method not allowed: tasks cannot be deleted or changed.',
+                          {'Allow': 'GET'})
+        ctx = self._context(req)
+        if not self._allowed(ctx, 'rax_glance:get_task'):
+            return _error(403, 'You are not authorized to view this task.')
+        task = self.repo.get(task_id, ctx.project_id)
+        if task is None:
+            return _error(404, 'Task not found: %s' % task_id)
+        return _json(200, schemas.task_view(task))
+
+    def _list(self, req):
+        ctx = self._context(req)
+        if not self._allowed(ctx, 'rax_glance:get_tasks'):
+            return _error(403, 'You are not authorized to list tasks.')
+        opts = self.conf.rax_tasks
+        try:
+            params = validation.parse_list_params(req.GET, opts.default_limit, opts.max_limit)
+            tasks = self.repo.list(ctx.project_id, **params)
+        except validation.BadRequest as exc:
+            return _error(400, str(exc))
+        except db_api.InvalidMarker:
+            return _error(400, 'Invalid marker: no task %s.' % params['marker'])
+        body = {'tasks': [schemas.task_view(t, entry=True) for t in tasks],
+                'first': '/v2/tasks', 'schema': '/v2/schemas/tasks'}
+        query = [(k, v) for k, v in req.GET.items() if k != 'marker']
+        if query:
+            body['first'] += '?' + urllib.parse.urlencode(query)
+        if tasks and params['limit'] and len(tasks) == params['limit']:
+            body['next'] = '/v2/tasks?' + urllib.parse.urlencode(
+                query + [('marker', tasks[-1]['id'])])
+        return _json(200, body)
+
+    def _create(self, req):
+        ctx = self._context(req)
+        if not self._allowed(ctx, 'rax_glance:add_task'):
+            return _error(403, 'You are not authorized to create tasks.')
+        try:
+            body = json.loads(req.body or b'null')
+        except ValueError:
+            return _error(400, 'The request body is not valid JSON.')
+        try:
+            task_type, task_input = validation.validate_task_request(body)
+        except validation.BadRequest as exc:
+            return _error(400, str(exc))
+        if task_type == 'import' and not self._may_create_image(ctx):
+            return _error(403, 'You are not authorized to create images.')
+        executor = self.executor
+        task = self.repo.create(str(uuid.uuid4()), task_type, ctx.project_id, ctx.user_id,
+                                ctx.roles, task_input, executor.worker,
+                                self.conf.rax_tasks.lease_seconds)
+        executor.submit(task['id'])
+        LOG.info('Task %s (%s) created for project %s', task['id'], task_type,
+                 ctx.project_id)
+        return _json(201, schemas.task_view(task), {'Location': '/v2/tasks/%s' % task['id']})
+
+    @staticmethod
+    def _may_create_image(ctx):
+        """Glance's own add_image rule, since the import creates an image later."""
+        from glance.api.v2 import policy as image_policy
+        from glance.common import exception as glance_exc
+
+        target = {'project_id': ctx.project_id, 'owner': ctx.project_id,
+                  'visibility': 'private'}
+        try:
+            image_policy.ImageAPIPolicy(ctx, target,
+                                        enforcer=ctx.policy_enforcer).add_image()
+        except glance_exc.Forbidden:
+            return False
+        return True
+
+
+def filter_factory(global_conf, **local_conf):
+    """paste.filter_factory entry point (`rax_glance_tasks`)."""
+    def _filter(app):
+        tasks_filter = TasksFilter(app)
+        try:
+            # Start the executor now so tasks orphaned by a dead process are recovered even
+            # before the first tasks request reaches this process.
+            tasks_filter.start_executor()
+        except Exception:
+            LOG.exception('Cannot start the task executor yet; retrying on the first tasks '
+                          'request (did `rax-glance-manage db_sync` run?)')
+        return tasks_filter
+    return _filter

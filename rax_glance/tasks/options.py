@@ -1,0 +1,51 @@
+"""`[rax_tasks]` options: the tasks API, its records and the in-process executor."""
+
+from oslo_config import cfg
+from oslo_db import options as db_options
+
+GROUP = 'rax_tasks'
+
+OPTS = [
+    cfg.StrOpt('connection', secret=True,
+               help='SQLAlchemy URL of the database holding task records. Unset (the '
+                    'default): the Glance database of `[database] connection`, in the '
+                    'bundle\'s own `rax_` tables. Run `rax-glance-manage db_sync` after '
+                    '`glance-manage db_sync`.'),
+    cfg.IntOpt('task_time_to_live', default=48, min=1,
+               help='Hours a finished task stays visible (`expires_at`); expired task '
+                    'records are deleted, the images they made stay.'),
+    cfg.StrOpt('executor', default='in-process',
+               help='Name of the task executor in the `rax_glance.task_executors` '
+                    'namespace. `in-process` runs flows in a thread pool inside each '
+                    'glance-api worker process.'),
+    cfg.IntOpt('workers', default=4, min=1,
+               help='Size of the in-process executor\'s thread pool per glance-api worker '
+                    'process: at most this many imports and exports run at once in one '
+                    'process; further tasks wait as `pending`.'),
+    cfg.IntOpt('lease_seconds', default=60, min=5,
+               help='A running task\'s lease: its glance-api worker renews it every third '
+                    'of this period. A task whose lease ran out (or whose worker process on '
+                    'this host is gone) is taken over: a `pending` one is run again, a '
+                    '`processing` one is failed and its partial work removed.'),
+    cfg.IntOpt('default_limit', default=25, min=1,
+               help='Tasks per page of `GET /v2/tasks` when the request gives no `limit`.'),
+    cfg.IntOpt('max_limit', default=1000, min=1,
+               help='Largest `limit` honoured by `GET /v2/tasks`.'),
+    cfg.IntOpt('max_virtual_size_gb', default=40, min=1,
+               help='Largest virtual disk size (GiB) an import accepts (code 413).'),
+    cfg.IntOpt('max_physical_size_gb', default=40, min=1,
+               help='Largest VHD file size (GiB) an import accepts (code 609).'),
+]
+
+
+def register(conf=None):
+    conf = conf or cfg.CONF
+    conf.register_opts(OPTS, group=GROUP)
+    # Glance registers `[database]` only once its DB layer loads; the default connection of
+    # task records is Glance's own, so make sure the option exists (same opts: no conflict).
+    conf.register_opts(db_options.database_opts, group='database')
+    return conf
+
+
+def list_opts():
+    return [(GROUP, OPTS)]
