@@ -361,8 +361,9 @@ class _MemberStream:
         self.remaining = size
 
     def read(self, size=-1):
-        if size is None or size < 0 or size > self.remaining:
-            size = self.remaining
+        if size is None or size < 0:
+            return b''.join(iter(lambda: self.read(_READ_SIZE), b''))
+        size = min(size, self.remaining)
         if not size:
             return b''
         data = self._tar.read(min(size, _READ_SIZE))
