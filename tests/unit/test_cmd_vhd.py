@@ -1,0 +1,206 @@
+"""The rax-glance-vhd operator CLI contract."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from rax_glance.cmd import vhd as cli
+from tests.unit.test_windows import NTFS
+from tests.unit.test_windows import disk as windows_disk
+from tests.unit.test_windows import mbr
+from tests.unit.vhd import builder
+from tests.unit.vhd.helpers import stream_read
+
+MIB = 1 << 20
+QEMU_IMG = shutil.which('qemu-img')
+
+
+def make_chain(tmp_path):
+    base = builder.Dynamic(6 * MIB)
+    base.write(0, b'\x11' * MIB)
+    leaf = builder.Dynamic(6 * MIB, disk_type=4, parent=base)
+    leaf.write(4096, b'\x22' * 4096)
+    paths = []
+    for name, disk in (('leaf.vhd', leaf), ('base.vhd', base)):
+        (tmp_path / name).write_bytes(disk.build())
+        paths.append(str(tmp_path / name))
+    expected = bytearray(6 * MIB)
+    expected[:MIB] = b'\x11' * MIB
+    expected[4096:8192] = b'\x22' * 4096
+    return paths, bytes(expected)
+
+
+@pytest.fixture
+def good_vhd(tmp_path):
+    disk = builder.Dynamic(6 * MIB)
+    disk.write(2 * MIB, b'\x33' * MIB)
+    path = tmp_path / 'good.vhd'
+    path.write_bytes(disk.build())
+    return path
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_check_valid_json(capsys, good_vhd):
+    code, out, _ = run(capsys, 'check', '--json', good_vhd)
+    assert code == 0
+    result = json.loads(out)
+    assert result['valid'] is True and result['virtual_size'] == 6 * MIB
+
+
+def test_check_invalid_json_shape(capsys, good_vhd, tmp_path):
+    data = bytearray(good_vhd.read_bytes())
+    data[68:84] = bytes(16)
+    data[-512 + 68:-512 + 84] = bytes(16)
+    for start in (0, len(data) - 512):
+        data[start + 64:start + 68] = builder.vhd_checksum(
+            data[start:start + 512], 64).to_bytes(4, 'big')
+    bad = tmp_path / 'bad.vhd'
+    bad.write_bytes(bytes(data))
+    code, out, _ = run(capsys, 'check', '--json', bad)
+    assert code == 1
+    result = json.loads(out)
+    assert result['valid'] is False and result['code'] == 614
+    assert result['message'] == ('The image cannot be imported. The internal '
+                                 'UUID of the VHD is all zeros.')
+    code, out, _ = run(capsys, 'check', bad)
+    assert code == 1 and '614' in out
+
+
+def test_check_limits_and_windows(capsys, tmp_path, good_vhd):
+    code, out, _ = run(capsys, 'check', '--json', '--max-virtual-size',
+                       '0.001', good_vhd)
+    assert code == 1 and json.loads(out)['code'] == 413
+    win = tmp_path / 'win.vhd'
+    win.write_bytes(builder.fixed(windows_disk((0, mbr((0x07, 2048, 99))),
+                                               (MIB, NTFS))))
+    code, out, _ = run(capsys, 'check', '--json', win)
+    assert code == 1 and json.loads(out)['code'] == 901
+    code, out, _ = run(capsys, 'check', '--json', '--windows', 'report', win)
+    assert code == 0 and json.loads(out)['windows'] is True
+
+
+def test_check_differencing_and_package(capsys, tmp_path):
+    paths, _ = make_chain(tmp_path)
+    code, out, _ = run(capsys, 'check', '--json', paths[0])
+    assert json.loads(out)['code'] == 721 and code == 1
+    code, out, _ = run(capsys, 'check', '--json', '--allow-differencing',
+                       paths[0])
+    assert code == 0
+    package = tmp_path / 'chain.tgz'
+    assert run(capsys, 'pack', package, *paths)[0] == 0
+    code, out, _ = run(capsys, 'check', '--json', package)
+    assert code == 0 and json.loads(out)['members'] == ['0.vhd', '1.vhd']
+
+
+def test_inspect(capsys, good_vhd):
+    code, out, _ = run(capsys, 'inspect', '--json', good_vhd)
+    info = json.loads(out)
+    assert code == 0
+    assert info['footer']['disk_type'] == 'dynamic'
+    assert info['header']['block_size'] == 2 * MIB
+    assert info['bat']['allocated_blocks'] == 1
+    code, out, _ = run(capsys, 'inspect', good_vhd)
+    assert 'cxsparse' in out
+
+
+@pytest.mark.parametrize('target', ['raw', 'vhd-dynamic', 'vhd-fixed'])
+def test_convert(capsys, tmp_path, good_vhd, target):
+    expected, _ = stream_read(good_vhd.read_bytes())
+    out = tmp_path / 'out'
+    assert run(capsys, 'convert', '--to', target, good_vhd, out)[0] == 0
+    if target == 'raw':
+        assert out.read_bytes() == expected
+    else:
+        raw, stream = stream_read(out.read_bytes())
+        assert raw == expected
+        assert stream.is_fixed == (target == 'vhd-fixed')
+        if QEMU_IMG:
+            back = tmp_path / 'back.raw'
+            subprocess.run([QEMU_IMG, 'convert', '-f', 'vpc', '-O', 'raw',
+                            str(out), str(back)], check=True)
+            assert back.read_bytes() == expected
+    # raw input is detected and converts back
+    again = tmp_path / 'again.vhd'
+    raw_in = tmp_path / 'in.raw'
+    raw_in.write_bytes(expected)
+    assert run(capsys, 'convert', '--to', 'vhd-dynamic', raw_in, again)[0] == 0
+    assert stream_read(again.read_bytes())[0] == expected
+
+
+def test_coalesce_pack_unpack(capsys, tmp_path):
+    paths, expected = make_chain(tmp_path)
+    merged = tmp_path / 'merged.vhd'
+    assert run(capsys, 'coalesce', merged, *paths)[0] == 0
+    assert stream_read(merged.read_bytes())[0] == expected
+    package = tmp_path / 'p.tgz'
+    assert run(capsys, 'pack', package, *paths)[0] == 0
+    code, out, _ = run(capsys, 'unpack', package, tmp_path / 'x')
+    assert code == 0 and out.split() == [str(tmp_path / 'x' / '0.vhd'),
+                                         str(tmp_path / 'x' / '1.vhd')]
+    converted = tmp_path / 'from-package.raw'
+    assert run(capsys, 'convert', '--to', 'raw', package, converted)[0] == 0
+    assert converted.read_bytes() == expected
+
+
+def test_coalesce_broken_chain_exit_1(capsys, tmp_path):
+    paths, _ = make_chain(tmp_path)
+    code, _, err = run(capsys, 'coalesce', tmp_path / 'o.vhd', paths[0],
+                       paths[0])
+    assert code == 1 and '112' in err
+
+
+def test_usage_errors_exit_2(capsys, tmp_path):
+    code, _, err = run(capsys, 'check', tmp_path / 'missing.vhd')
+    assert code == 2
+    with pytest.raises(SystemExit) as info:
+        cli.main(['convert', '--to', 'qcow2', 'a', 'b'])
+    assert info.value.code == 2
+
+
+def test_console_script_pipes(tmp_path, good_vhd):
+    """``-`` for stdin/stdout, through the installed console script."""
+    script = os.path.join(os.path.dirname(sys.executable), 'rax-glance-vhd')
+    if not os.path.exists(script):
+        pytest.skip('console script not installed (run tools/bootstrap)')
+    expected, _ = stream_read(good_vhd.read_bytes())
+    with open(good_vhd, 'rb') as stdin:
+        proc = subprocess.run(
+            'cat | %s convert --to raw - -' % script, shell=True,
+            stdin=stdin, capture_output=True, check=True)
+    assert proc.stdout == expected
+    assert proc.stderr == b''           # no progress bar without a TTY
+    proc = subprocess.run([script, 'check', '--json', '-'],
+                          input=good_vhd.read_bytes(), capture_output=True)
+    assert proc.returncode == 0 and json.loads(proc.stdout)['valid']
+
+
+def test_progress_bar_only_on_tty():
+    class Stream:
+        def __init__(self, tty):
+            self.tty = tty
+            self.text = ''
+
+        def isatty(self):
+            return self.tty
+
+        def write(self, text):
+            self.text += text
+
+        def flush(self):
+            pass
+
+    for tty in (True, False):
+        stream = Stream(tty)
+        bar = cli.Progress(100, 'x', stream)
+        bar.update(50)
+        bar.close()
+        assert bool(stream.text) is tty
