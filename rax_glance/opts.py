@@ -9,6 +9,8 @@ import importlib
 
 # Modules with a list_opts(); order is the order of sections in the sample.
 _MODULES = [
+    'rax_glance.swift.access',
+    'rax_glance.store.swiftdlo',
     'rax_glance.tasks.options',
 ]
 

@@ -24,7 +24,14 @@ DB_KINDS = ('sqlite', 'postgresql')
 
 def bundle_glance_sections(swift_info):
     """glance-api.conf sections that wire the bundle to the stack's Swift."""
-    return {}
+    return {
+        # A second Glance store on Swift (the swiftdlo driver); `local` stays the default.
+        'DEFAULT': {'enabled_backends': 'local:file, swift:swiftdlo'},
+        'swift': {
+            'store_description': 'Swift (verified Dynamic Large Objects)',
+            'swiftdlo_container': 'glance-images',
+        },
+    }
 
 
 class DevStack:

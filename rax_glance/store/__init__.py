@@ -1,0 +1,1 @@
+"""glance_store drivers of the bundle (entry points in `glance_store.drivers`)."""
