@@ -25,6 +25,17 @@ DB_KINDS = ('sqlite', 'postgresql')
 def bundle_glance_sections(swift_info):
     """glance-api.conf sections that wire the bundle to the stack's Swift."""
     return {
+        # Projects' Swift accounts through the reseller service user (tempauth: no Keystone).
+        'rax_swift': {
+            'auth_mode': 'service',
+            'auth_url': swift_info['auth_url'],
+            'auth_version': swift_info.get('auth_version', '1'),
+            'user': swift_info['service_user'],
+            'key': swift_info['service_key'],
+            'storage_url_template': swift_info['storage_url_template'],
+            # Small segments so the tests' few-MiB exports span several of them.
+            'segment_size': str(1024 * 1024),
+        },
         # A second Glance store on Swift (the swiftdlo driver); `local` stays the default.
         'DEFAULT': {'enabled_backends': 'local:file, swift:swiftdlo'},
         'swift': {
