@@ -61,8 +61,9 @@ class GlanceServer:
             conf.read_dict({'oslo_policy': {'policy_file': str(policy)}})
         protections = etc / 'property-protections.conf'
         if protections.exists():
+            # `policies`: the protections name rules of etc/policy.yaml (one place for roles).
             conf.read_dict({'DEFAULT': {'property_protection_file': str(protections),
-                                        'property_protection_rule_format': 'roles'}})
+                                        'property_protection_rule_format': 'policies'}})
         conf.read_dict(extra_sections or {})
         with open(self.config_file, 'w') as fh:
             conf.write(fh)
