@@ -42,6 +42,11 @@ def bundle_glance_sections(swift_info):
             'store_description': 'Swift (verified Dynamic Large Objects)',
             'swiftdlo_container': 'glance-images',
         },
+        'rax_tasks': {
+            # 64 MiB instead of 40 GiB so tests can reach the physical size limit (609)
+            # with a small file; the virtual size limit (413) keeps the documented 40 GB.
+            'max_physical_size_gb': '0.0625',
+        },
     }
 
 

@@ -109,6 +109,9 @@ def run_task(repo, conf, task, worker, make_context):
     job = None
     try:
         context = make_context(task)
+        if hasattr(context, 'update_store'):
+            # Pool threads are reused: make this task's context the current one for logs.
+            context.update_store()
         job = Job(task, context, conf, repo, worker)
         plugin = load_flow_plugin(task['type'])
         flow = plugin.build(job)

@@ -31,10 +31,12 @@ OPTS = [
                help='Tasks per page of `GET /v2/tasks` when the request gives no `limit`.'),
     cfg.IntOpt('max_limit', default=1000, min=1,
                help='Largest `limit` honoured by `GET /v2/tasks`.'),
-    cfg.IntOpt('max_virtual_size_gb', default=40, min=1,
-               help='Largest virtual disk size (GiB) an import accepts (code 413).'),
-    cfg.IntOpt('max_physical_size_gb', default=40, min=1,
-               help='Largest VHD file size (GiB) an import accepts (code 609).'),
+    cfg.FloatOpt('max_virtual_size_gb', default=40, min=0.001,
+                 help='Largest virtual disk size (GiB) an import accepts (code 413; the '
+                      'message names this limit).'),
+    cfg.FloatOpt('max_physical_size_gb', default=40, min=0.001,
+                 help='Largest VHD file size (GiB) an import accepts, not counting the '
+                      'VHD\'s own metadata (code 609; the message names this limit).'),
 ]
 
 
