@@ -72,6 +72,17 @@ _runtime_lock = threading.Lock()
 _runtime_enforcer = None
 
 
+def _build_runtime_enforcer(conf):
+    # The defaults are loaded as plain rules, not registered: registering them would make
+    # oslo.policy log that the deployed file's rules "are the same as the defaults" and may be
+    # removed, which is false for Glance's enforcers reading the same file. With
+    # overwrite=False the file is laid over these rules, and re-read when it changes.
+    enforcer = policy.Enforcer(conf, use_conf=True, overwrite=False)
+    defaults = {rule.name: rule.check_str for rule in effective_defaults()}
+    enforcer.set_rules(policy.Rules.from_dict(defaults), overwrite=True, use_conf=True)
+    return enforcer
+
+
 def runtime_enforcer(conf=None):
     """The process-wide enforcer for the bundle's rules, built once.
 
@@ -81,10 +92,10 @@ def runtime_enforcer(conf=None):
     """
     global _runtime_enforcer
     if conf is not None:
-        return get_enforcer(conf)
+        return _build_runtime_enforcer(conf)
     with _runtime_lock:
         if _runtime_enforcer is None:
-            _runtime_enforcer = get_enforcer(cfg.CONF)
+            _runtime_enforcer = _build_runtime_enforcer(cfg.CONF)
         return _runtime_enforcer
 
 
