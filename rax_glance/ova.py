@@ -30,13 +30,17 @@ The deflate engine is ISA-L (``isal``) at level 1 when installed, the
 standard library's zlib otherwise: see ``doc/benchmarks-vhd.md``.
 """
 
+import collections
 import dataclasses
 import os
 import re
 import shutil
+import struct
 import tempfile
+import threading
 import time
 import zlib
+from concurrent import futures
 
 from rax_glance import errors
 from rax_glance import windows
@@ -78,10 +82,13 @@ class PackageLimits:
 
 ENGINES = ('isal', 'zlib')
 DEFAULT_ENGINE = 'isal' if isal_zlib is not None else 'zlib'
-DEFAULT_LEVEL = {'isal': 1, 'zlib': 1}
+DEFAULT_LEVEL = {'isal': 3, 'zlib': 1}
+# Deflate workers of the package writer (ISA-L only; 1 = no threads).
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 
 
 def _compressor(engine, level):
+    engine = engine or DEFAULT_ENGINE
     module = isal_zlib if engine == 'isal' else zlib
     if module is None:
         raise ValueError('deflate engine %s is not installed' % engine)
@@ -151,10 +158,10 @@ class _Tee:
 
 
 class _Gzip:
-    """Accumulates compressed output between pulls."""
+    """Gzip output accumulated between pulls, one thread."""
 
     def __init__(self, engine, level):
-        self._compressor = _compressor(engine or DEFAULT_ENGINE, level)
+        self._compressor = _compressor(engine, level)
         self.pending = []
         self.raw_bytes = 0
 
@@ -171,14 +178,115 @@ class _Gzip:
         out, self.pending = self.pending, []
         return out
 
+    def close(self):
+        pass
 
-def _package_chunks(members, engine, level, mtime):
+
+_DEFLATE_WINDOW = 32768
+_PARALLEL_CHUNK = 1 << 20
+_thread_state = threading.local()
+
+
+def _deflate_chunk(level, data, zdict):
+    """Raw deflate of one chunk ending on a byte boundary, and its CRC."""
+    compressor = getattr(_thread_state, 'compressor', None)
+    if compressor is None or _thread_state.level != level:
+        # ISA-L's reusable stream for pigz-style compression; it releases
+        # the GIL while it works.
+        compressor = isal_zlib._ParallelCompress(
+            buffersize=_PARALLEL_CHUNK + _PARALLEL_CHUNK // 10 + 500,
+            level=level)
+        _thread_state.compressor = compressor
+        _thread_state.level = level
+    return compressor.compress_and_crc(data, zdict)
+
+
+class _ParallelGzip:
+    """Gzip made of independently deflated 1 MiB chunks (like pigz).
+
+    Each chunk is deflated with the previous chunk's last 32 KiB as its
+    dictionary, so the ratio is that of one stream; chunks are compressed
+    by ``threads`` workers and come out in order.  At most ``2 * threads``
+    chunks are in flight: memory stays bounded.
+    """
+
+    def __init__(self, level, threads):
+        self._level = DEFAULT_LEVEL['isal'] if level is None else level
+        self._pool = futures.ThreadPoolExecutor(
+            threads, thread_name_prefix='rax-glance-deflate')
+        self._threads = threads
+        self._in_flight = collections.deque()
+        self._buffer = bytearray()
+        self._previous = b''
+        self._crc = 0
+        self.raw_bytes = 0
+        self.pending = [b'\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff']
+
+    def write(self, data):
+        self.raw_bytes += len(data)
+        self._buffer += data
+        while len(self._buffer) >= _PARALLEL_CHUNK:
+            chunk = bytes(self._buffer[:_PARALLEL_CHUNK])
+            del self._buffer[:_PARALLEL_CHUNK]
+            self._submit(chunk)
+
+    def _submit(self, chunk):
+        zdict = memoryview(self._previous)[-_DEFLATE_WINDOW:]
+        self._previous = chunk
+        self._in_flight.append((self._pool.submit(
+            _deflate_chunk, self._level, chunk, zdict), len(chunk)))
+        while len(self._in_flight) > 2 * self._threads:
+            self._collect()
+
+    def _collect(self):
+        future, length = self._in_flight.popleft()
+        compressed, crc = future.result()
+        self._crc = isal_zlib.crc32_combine(self._crc, crc, length)
+        self.pending.append(compressed)
+
+    def finish(self):
+        if self._buffer:
+            self._submit(bytes(self._buffer))
+            self._buffer = bytearray()
+        while self._in_flight:
+            self._collect()
+        self.pending.append(isal_zlib.compress(b'', wbits=-15))
+        self.pending.append(struct.pack('<II', self._crc,
+                                        self.raw_bytes & 0xFFFFFFFF))
+        self.close()
+
+    def take(self):
+        out, self.pending = self.pending, []
+        return out
+
+    def close(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _gzip_writer(engine, level, threads):
+    engine = engine or DEFAULT_ENGINE
+    if threads is None:
+        threads = DEFAULT_THREADS
+    if (engine == 'isal' and threads > 1
+            and hasattr(isal_zlib, '_ParallelCompress')):
+        return _ParallelGzip(level, threads)
+    return _Gzip(engine, level)
+
+
+def _package_chunks(members, engine, level, mtime, threads=None):
     """Gzipped tar chunks; ``members`` gives ``(name, size, pump)``.
 
     ``pump(write)`` must pass exactly ``size`` bytes to ``write`` (in
     pieces) and may yield between pieces so output flows out.
     """
-    gz = _Gzip(engine, level)
+    gz = _gzip_writer(engine, level, threads)
+    try:
+        yield from _tar_stream(gz, members, mtime)
+    finally:
+        gz.close()
+
+
+def _tar_stream(gz, members, mtime):
     gz.write(tar_header('./', 0, mtime, directory=True))
     for name, size, pump in members:
         gz.write(tar_header('./' + name, size, mtime))
@@ -212,7 +320,8 @@ def _validating_pump(source, size, limits, check_windows, info):
 
 
 def pack_single_vhd(source, size, limits=None, check_windows=True,
-                    engine=None, level=None, mtime=None, info=None):
+                    engine=None, level=None, mtime=None, info=None,
+                    threads=None):
     """The import package of one uploaded VHD, validated in the same pass.
 
     ``source`` is a file-like with ``read(n)`` (need not seek) holding
@@ -228,7 +337,8 @@ def pack_single_vhd(source, size, limits=None, check_windows=True,
     pump = _validating_pump(source, size, limits, check_windows, info)
     mtime = time.time() if mtime is None else mtime
     return vhd_content.IterStream(
-        _package_chunks([('0.vhd', size, pump)], engine, level, mtime))
+        _package_chunks([('0.vhd', size, pump)], engine, level, mtime,
+                        threads))
 
 
 def _file_pump(fileobj, size):
@@ -245,7 +355,7 @@ def _file_pump(fileobj, size):
 
 
 def pack_files(paths, out, engine=None, level=None, check=True,
-               progress=None):
+               progress=None, threads=None):
     """Write a package of VHD files (leaf first) to the file-like ``out``.
 
     With ``check`` the files must form a valid chain (see
@@ -264,7 +374,8 @@ def pack_files(paths, out, engine=None, level=None, check=True,
             members.append(('%d.vhd' % number, size, _file_pump(fileobj,
                                                                  size)))
         done = 0
-        for chunk in _package_chunks(members, engine, level, time.time()):
+        for chunk in _package_chunks(members, engine, level, time.time(),
+                                     threads):
             out.write(chunk)
             if progress is not None:
                 done = sum(f.tell() for f in files)

@@ -63,11 +63,15 @@ def test_pack_single_vhd_unpacks_with_plain_tar(tmp_path):
     assert (out / '0.vhd').read_bytes() == data
 
 
-@pytest.mark.parametrize('engine', ova.ENGINES)
-def test_engines_produce_gzip(engine):
-    data = small_vhd().build()
+@pytest.mark.parametrize('engine,threads', [('isal', 1), ('isal', 2),
+                                            ('isal', 3), ('zlib', 1)])
+def test_engines_produce_gzip(engine, threads):
+    disk = small_vhd()
+    disk.write(3 * MIB, os.urandom(MIB) + (b'some text ' * 120000)[:MIB])
+    data = disk.build()
     package = ova.pack_single_vhd(io.BytesIO(data), len(data),
-                                  engine=engine).read()
+                                  engine=engine, threads=threads).read()
+    assert gzip.decompress(package)[1024:1024 + len(data)] == data
     assert read_all(package) == {'0.vhd': data}
 
 
