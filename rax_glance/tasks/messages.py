@@ -17,6 +17,10 @@ UNSUPPORTED_FORMAT = ('This image cannot be exported: only vhd (XenServer packag
 CONTAINER_NOT_FOUND = 'Container not found. Container: %(container)s'
 CONTAINER_INVALID = ('Invalid container name: it may not contain "/", "?" or ".". '
                      'Container: %(container)s')
+SEGMENTS_EXIST = ('Objects named like the segments of the export already exist in user\'s '
+                  'container. Container/Object: %(container)s/%(object)s-*')
+BAD_IMAGE_DATA = ('The data of this image could not be converted to a VHD for export. '
+                  'Image: %(image)s')
 OBJECT_EXISTS = ('Object already exists in user\'s container. Container/Object: '
                  '%(container)s/%(object)s')
 

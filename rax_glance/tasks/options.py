@@ -31,6 +31,10 @@ OPTS = [
                help='Tasks per page of `GET /v2/tasks` when the request gives no `limit`.'),
     cfg.IntOpt('max_limit', default=1000, min=1,
                help='Largest `limit` honoured by `GET /v2/tasks`.'),
+    cfg.StrOpt('work_dir',
+               help='Directory for the spool files of exports that must coalesce a chain '
+                    'of VHDs or convert a fixed or raw disk (up to the virtual disk size '
+                    'per running export). The system temp dir when unset.'),
     cfg.FloatOpt('max_virtual_size_gb', default=40, min=0.001,
                  help='Largest virtual disk size (GiB) an import accepts (code 413; the '
                       'message names this limit).'),
