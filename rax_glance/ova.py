@@ -399,7 +399,8 @@ class _Inflater:
         self._max_total = max_total
         self._decompressor, self._errors = _decompressor()
         self._unconsumed = b''
-        self._buffer = bytearray()
+        self._chunks = collections.deque()
+        self._offset = 0
         self._ended = False
         self.total = 0
 
@@ -426,7 +427,8 @@ class _Inflater:
         if self.total > self._max_total:
             raise errors.PackageError('package inflates to more than %d '
                                       'bytes' % self._max_total, self.total)
-        self._buffer += out
+        if out:
+            self._chunks.append(out)
         if self._decompressor.eof:
             self._unconsumed = self._decompressor.unused_data
             self._start_member()
@@ -447,12 +449,38 @@ class _Inflater:
             self._decompressor, self._errors = _decompressor()
 
     def read(self, size):
-        while len(self._buffer) < size and not self._ended:
+        """Up to ``size`` bytes (fewer only at a piece border or the end)."""
+        while not self._chunks and not self._ended:
             if not self._inflate_some():
                 self._ended = True
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
+        if not self._chunks:
+            return b''
+        first = self._chunks[0]
+        take = min(size, len(first) - self._offset)
+        if self._offset == 0 and take == len(first):
+            self._chunks.popleft()
+            return first            # no copy for whole pieces
+        out = first[self._offset:self._offset + take]
+        self._offset += take
+        if self._offset == len(first):
+            self._chunks.popleft()
+            self._offset = 0
         return out
+
+    def read_exact(self, size):
+        """``size`` bytes, or fewer only at the end of the stream."""
+        out = self.read(size)
+        if len(out) == size or not out:
+            return out
+        parts = [out]
+        missing = size - len(out)
+        while missing:
+            more = self.read(missing)
+            if not more:
+                break
+            parts.append(more)
+            missing -= len(more)
+        return b''.join(parts)
 
 
 @dataclasses.dataclass
@@ -560,7 +588,7 @@ def iter_members(fileobj, limits=None):
     pax = {}
     position = 0
     while True:
-        header = tar.read(TAR_BLOCK)
+        header = tar.read_exact(TAR_BLOCK)
         if len(header) < TAR_BLOCK:
             raise errors.PackageError('package ends without a tar end '
                                       'marker', position)
@@ -586,7 +614,7 @@ def iter_members(fileobj, limits=None):
             if size > limits.max_pax_size:
                 raise errors.PackageError('pax header of %d bytes' % size,
                                           position)
-            data = tar.read(size + len(_padding(size)))
+            data = tar.read_exact(size + len(_padding(size)))
             position += len(data)
             pax = _parse_pax(data[:size])
             continue
@@ -626,7 +654,7 @@ def iter_members(fileobj, limits=None):
             yield Member(name, size, stream)
         stream.skip()
         padding = len(_padding(size))
-        if padding and len(tar.read(padding)) != padding:
+        if padding and len(tar.read_exact(padding)) != padding:
             raise errors.PackageError('package ends inside a member')
         position += size + padding
     chain_names(seen, limits)
@@ -703,7 +731,7 @@ def export_stream(fileobj, tmpdir=None, limits=None, vhd_limits=None):
     first = next(members, None)
     if first is None:
         raise errors.PackageError('package holds no VHD')
-    prefix = first.stream.read(fmt.FOOTER_SIZE + fmt.HEADER_SIZE)
+    prefix = _read_exact(first.stream, fmt.FOOTER_SIZE + fmt.HEADER_SIZE)
     stream = _Prefixed(prefix, first.stream)
     if first.name == '0.vhd' and _streamable(prefix):
         reader = vhd_reader.StreamReader(stream, first.size,
@@ -712,6 +740,17 @@ def export_stream(fileobj, tmpdir=None, limits=None, vhd_limits=None):
             content = vhd_content.StreamedVHDContent(reader)
             return _single_export(content, first.name, members)
     return _spooled_export(first.name, stream, members, tmpdir, vhd_limits)
+
+
+def _read_exact(stream, size):
+    parts = []
+    while size:
+        data = stream.read(size)
+        if not data:
+            break
+        parts.append(data)
+        size -= len(data)
+    return b''.join(parts)
 
 
 def _streamable(prefix):

@@ -63,9 +63,18 @@ class _Input:
         if self.position + length > self.size:
             raise errors.StructureError('%s runs past the end of the file'
                                         % what, self.position)
+        if self._readinto is None:
+            first = self._file.read(length)
+            if first is not None and len(first) == length:
+                # The common case: no copy.
+                self.position += length
+                return first
+        else:
+            first = b''
         buf = bytearray(length)
         view = memoryview(buf)
-        got = 0
+        got = len(first or b'')
+        view[:got] = first or b''
         while got < length:
             if self._readinto is not None:
                 n = self._readinto(view[got:])
