@@ -9,8 +9,8 @@ import swiftclient
 
 DEMO_PROJECT = 'demo'
 DEMO_USER = 'demo-user'
-# A customer-admin in Cloud Images terms; `reader`/`member` keep stock rules happy too.
-DEMO_ROLES = 'cloudImages:admin,member,reader'
+# A customer-admin in Cloud Images terms (etc/policy.yaml needs no stock member/reader).
+DEMO_ROLES = 'cloudImages:admin'
 
 
 def identity_headers(project=DEMO_PROJECT, user=DEMO_USER, roles=DEMO_ROLES):

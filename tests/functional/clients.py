@@ -6,8 +6,8 @@ import requests
 
 from rax_glance.devstack import demo
 
-# Roles as Keystone would send them; `reader` and `member` are what stock rules look for.
-CUSTOMER_ADMIN_ROLES = 'cloudImages:admin,member,reader'
+# A Cloud Images customer-admin; the bundle's policy needs no stock member/reader role.
+CUSTOMER_ADMIN_ROLES = 'cloudImages:admin'
 project_swift = demo.project_swift
 
 
