@@ -742,6 +742,24 @@ def export_stream(fileobj, tmpdir=None, limits=None, vhd_limits=None):
     return _spooled_export(first.name, stream, members, tmpdir, vhd_limits)
 
 
+def export_image(fileobj, size, container_format, disk_format, tmpdir=None,
+                 limits=None, vhd_limits=None):
+    """Any stored image as one dynamic VHD stream (what export uploads).
+
+    ``ovf``/``vhd`` is a XenServer package (:func:`export_stream`); a
+    ``bare`` ``vhd`` or ``raw`` image of ``size`` bytes is converted.
+    """
+    if container_format == 'ovf':
+        return export_stream(fileobj, tmpdir, limits, vhd_limits)
+    if container_format == 'bare' and disk_format in ('vhd', 'raw'):
+        source = vhd_content.content_from_stream(
+            fileobj, size, disk_format, tmpdir,
+            vhd_limits or validate.UNLIMITED)
+        return vhd_content.dynamic_stream(source)
+    raise errors.PackageError('cannot export a %s image in a %s container'
+                              % (disk_format, container_format))
+
+
 def _read_exact(stream, size):
     parts = []
     while size:

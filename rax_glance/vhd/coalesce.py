@@ -76,47 +76,49 @@ def open_chain(paths, limits=None, max_depth=MAX_CHAIN_DEPTH):
 
 
 class _Layer:
-    """One disk of the chain, read in byte ranges of the virtual disk."""
+    """One disk of the chain, read in byte ranges of the virtual disk.
+
+    Only the sectors a disk holds are read (bitmap first, then its runs),
+    straight into the output buffer: memory does not grow with the depth
+    of the chain.
+    """
 
     def __init__(self, disk):
         self.disk = disk
         self.size = disk.virtual_size
         self.fixed = disk.disk_type == fmt.DISK_FIXED
         self.block_size = disk.block_size
-        self._cached = (None, None, None)
 
-    def _block(self, index):
-        if self._cached[0] != index:
-            runs, data = self.disk.read_block(index)
-            self._cached = (index, runs, data)
-        return self._cached[1], self._cached[2]
-
-    def runs(self, start, end, with_data=False):
-        """``(virtual_offset, length, data_view_or_None)`` this disk holds."""
+    def runs(self, start, end):
+        """``(virtual_offset, length, file_offset)`` this disk holds."""
         end = min(end, self.size)
         if start >= end:
             return []
         if self.fixed:
-            data = self.disk.read(start, end - start) if with_data else None
-            return [(start, end - start, data)]
+            return [(start, end - start, start)]
         out = []
         block = self.block_size
+        data_skip = self.disk.header.bitmap_size
         for index in range(start // block, (end - 1) // block + 1):
             base = index * block
-            if with_data:
-                runs, data = self._block(index)
-            else:
-                runs, data = self.disk.read_bitmap_runs(index), None
+            runs = self.disk.read_bitmap_runs(index)
+            if not runs:
+                continue
+            file_base = self.disk.block_file_offset(index) + data_skip
             for first, count in runs:
                 run_start = max(base + first * fmt.SECTOR, start)
                 run_end = min(base + (first + count) * fmt.SECTOR, end)
-                if run_start >= run_end:
-                    continue
-                view = None
-                if data is not None:
-                    view = data[run_start - base:run_end - base]
-                out.append((run_start, run_end - run_start, view))
+                if run_start < run_end:
+                    out.append((run_start, run_end - run_start,
+                                file_base + run_start - base))
         return out
+
+    def overlay(self, start, end, buffer):
+        """Copy what this disk holds in ``[start, end)`` into ``buffer``."""
+        view = memoryview(buffer)
+        for offset, length, file_offset in self.runs(start, end):
+            self.disk.read_into(file_offset,
+                                view[offset - start:offset - start + length])
 
 
 class ChainContent:
@@ -141,8 +143,9 @@ class ChainContent:
                 start, end = self._range(index)
                 for layer in self._layers:
                     if layer.fixed:
-                        runs = layer.runs(start, end, with_data=True)
-                        if runs and not fmt.is_zero(runs[0][2]):
+                        data = bytearray(end - start)
+                        layer.overlay(start, end, data)
+                        if not fmt.is_zero(data):
                             order.append(index)
                             break
                     elif layer.runs(start, end):
@@ -157,8 +160,7 @@ class ChainContent:
             buffer = bytearray(end - start)
             # Base first, so that newer disks overwrite older ones.
             for layer in self._layers:
-                for offset, length, view in layer.runs(start, end, True):
-                    buffer[offset - start:offset - start + length] = view
+                layer.overlay(start, end, buffer)
             yield buffer
 
     def close(self):

@@ -294,22 +294,40 @@ def sorted_content(content, tmpdir=None):
     return spool
 
 
+def _closing(chunks, *contents):
+    """Chunks, then close the contents' temporary files (also on error)."""
+    try:
+        yield from chunks
+    finally:
+        for content in contents:
+            close = getattr(content, 'close', None)
+            if close is not None:
+                close()
+
+
 def dynamic_stream(content):
-    """The content as a dynamic VHD: an :class:`IterStream` with ``size``."""
+    """The content as a dynamic VHD: an :class:`IterStream` with ``size``.
+
+    Spooled content is closed (its temporary file removed) once the
+    stream has been read to the end, closed, or failed.
+    """
     vhd = writer.DynamicWriter(content.virtual_size, content.block_order)
-    return IterStream(vhd.chunks(content.iter_block_data()), vhd.size)
+    return IterStream(_closing(vhd.chunks(content.iter_block_data()),
+                               content), vhd.size)
 
 
 def fixed_stream(content, tmpdir=None):
-    content = sorted_content(content, tmpdir)
-    vhd = writer.FixedWriter(content.virtual_size)
-    return IterStream(vhd.chunks(content.block_order,
-                                 content.iter_block_data()), vhd.size)
+    """The content as a fixed VHD (spooled first if out of order)."""
+    ordered = sorted_content(content, tmpdir)
+    vhd = writer.FixedWriter(ordered.virtual_size)
+    chunks = vhd.chunks(ordered.block_order, ordered.iter_block_data())
+    return IterStream(_closing(chunks, content, ordered), vhd.size)
 
 
 def raw_stream(content, tmpdir=None):
-    content = sorted_content(content, tmpdir)
-    return IterStream(writer.raw_chunks(content.virtual_size,
-                                        content.block_order,
-                                        content.iter_block_data()),
-                      content.virtual_size)
+    """The raw disk (spooled first if out of order)."""
+    ordered = sorted_content(content, tmpdir)
+    chunks = writer.raw_chunks(ordered.virtual_size, ordered.block_order,
+                               ordered.iter_block_data())
+    return IterStream(_closing(chunks, content, ordered),
+                      ordered.virtual_size)

@@ -411,6 +411,22 @@ class VHDFile:
         runs = validate.bitmap_runs(raw[:header.bitmap_size], sectors)
         return runs, memoryview(raw)[header.bitmap_size:]
 
+    def block_file_offset(self, index):
+        """File offset of block ``index`` (its bitmap), or None."""
+        sector = self.bat[index] if index < len(self.bat) else fmt.UNALLOCATED
+        return None if sector == fmt.UNALLOCATED else sector * fmt.SECTOR
+
+    def read_into(self, offset, view):
+        """Fill the writable ``view`` from the file at ``offset``."""
+        length = len(view)
+        try:
+            got = os.preadv(self._file.fileno(), [view], offset)
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            self._file.seek(offset)
+            got = self._file.readinto(view)
+        if got != length:
+            raise errors.StructureError('file is truncated', offset)
+
     def read_bitmap_runs(self, index):
         sector = self.bat[index] if index < len(self.bat) else fmt.UNALLOCATED
         if sector == fmt.UNALLOCATED:

@@ -325,3 +325,21 @@ def test_check_package():
                   regular('1.vhd', base.build())])
     with pytest.raises(errors.ChainError):
         ova.check_package(io.BytesIO(bad))
+
+
+@pytest.mark.parametrize('disk_format', ['raw', 'vhd'])
+def test_export_bare_images(tmp_path, disk_format):
+    disk = small_vhd()
+    expected = _overlay(disk.size, disk)
+    data = expected if disk_format == 'raw' else builder.fixed(expected)
+    stream = ova.export_image(io.BytesIO(data), len(data), 'bare',
+                              disk_format, tmpdir=str(tmp_path))
+    out = stream.read()
+    assert len(out) == stream.size
+    assert stream_read(out)[0] == expected
+    assert os.listdir(tmp_path) == []       # the spool file is gone
+
+
+def test_export_image_refuses_other_formats():
+    with pytest.raises(errors.PackageError):
+        ova.export_image(io.BytesIO(b''), 0, 'bare', 'qcow2')
