@@ -165,6 +165,10 @@ class DevStack:
         process.stop([rec], sig=9, timeout=10)
         glance = GlanceServer(self.state_dir, workers=state['glance'].get('workers', 2))
         glance.port = int(state['glance']['endpoint'].rsplit(':', 1)[1])
+        # Killed workers release the listening socket only once the kernel reaped them.
+        deadline = time.monotonic() + 15
+        while process.port_is_taken(glance.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
         state['processes'] = [p for p in state['processes'] if p is not rec]
 
         def record(new):

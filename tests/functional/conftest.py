@@ -5,6 +5,8 @@ runs. `RAX_GLANCE_TEST_DB=postgresql` runs the shared stack on PostgreSQL instea
 """
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -32,11 +34,21 @@ def devstack(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
-def pg_devstack(tmp_path_factory):
+def pg_devstack():
     """A second stack on PostgreSQL, for concurrency (sqlite locks under concurrent writes)."""
-    dev, info = _start(tmp_path_factory, 'pg-devstack', 'postgresql')
+    # Not under pytest's tmp dir: that is private (0700) to us, and when we are root the
+    # cluster runs as the `postgres` user, which must reach its data directory.
+    state_dir = tempfile.mkdtemp(prefix='rax-glance-pg-devstack-')
+    os.chmod(state_dir, 0o755)
+    dev = DevStack(state_dir)
+    try:
+        info = dev.up(db='postgresql')
+    except Exception:
+        dev.down()
+        raise
     yield dev, info
     dev.down()
+    shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope='session')

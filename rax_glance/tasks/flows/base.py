@@ -1,7 +1,9 @@
 """Shared pieces of the import and export flows: Glance domain access, Swift access, limits."""
 
+import os
 import threading
 
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from rax_glance.swift import access as swift_access
@@ -65,6 +67,39 @@ def delete_image(context, image_id):
     retry_db(lambda: repo.remove(image))
     LOG.info('Deleted image %s', image_id)
     return True
+
+
+def remove_partial_data(image_id):
+    """Remove what a killed process left half-written in the default store for `image_id`.
+
+    A process that dies inside `set_data` records no location, so deleting the image does not
+    reach the data. The layout is known for the filesystem driver (`<datadir>/<image id>`);
+    for other drivers this is logged for the operator.
+    """
+    try:
+        from glance_store import multi_backend
+
+        backend = cfg.CONF.glance_store.default_backend
+        store = multi_backend.get_store_from_store_identifier(backend)
+    except Exception:
+        LOG.warning('Cannot look for partial data of image %s in the default store', image_id)
+        return False
+    if getattr(store, 'multiple_datadirs', False):
+        dirs = [d for paths in store.priority_data_map.values() for d in paths]
+    elif getattr(store, 'datadir', None):
+        dirs = [store.datadir]
+    else:
+        LOG.warning('Image %s may have left partial data in store %s (driver %s); check it',
+                    image_id, backend, type(store).__name__)
+        return False
+    removed = False
+    for directory in dirs:
+        path = os.path.join(directory, str(image_id))
+        if os.path.isfile(path):
+            os.unlink(path)
+            LOG.info('Removed partial data %s of interrupted image %s', path, image_id)
+            removed = True
+    return removed
 
 
 def project_swift(job):

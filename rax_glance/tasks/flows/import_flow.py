@@ -152,5 +152,10 @@ class ImportFlow(base.FlowPlugin):
         return {'image_id': storage.fetch('image_id')}
 
     def cleanup(self, job, work):
-        if work.get('image_id'):
-            base.delete_image(job.context, work['image_id'])
+        image_id = work.get('image_id')
+        if image_id:
+            deleted = base.delete_image(job.context, image_id)
+            # An image still `saving` has no location: its data goes separately.
+            base.remove_partial_data(image_id)
+            LOG.info('Task %s: cleaned up image %s (record %s)', job.id, image_id,
+                     'deleted' if deleted else 'absent')
