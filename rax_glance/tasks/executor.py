@@ -35,6 +35,28 @@ EXECUTOR_NAMESPACE = 'rax_glance.task_executors'
 
 _WORKER = {'pid': None, 'id': None}
 
+# Keystone credentials of the request that created a task, kept in this process's memory only
+# (never in the database) while its flow runs: in keystone mode Swift is reached with them.
+_REQUEST_AUTH = {}
+_REQUEST_AUTH_LOCK = threading.Lock()
+
+
+def stash_request_auth(task_id, auth_token, service_catalog):
+    if auth_token:
+        with _REQUEST_AUTH_LOCK:
+            _REQUEST_AUTH[task_id] = (auth_token, service_catalog)
+
+
+def request_auth(task_id):
+    """(auth_token, service_catalog) of the creating request, or (None, None)."""
+    with _REQUEST_AUTH_LOCK:
+        return _REQUEST_AUTH.get(task_id, (None, None))
+
+
+def _drop_request_auth(task_id):
+    with _REQUEST_AUTH_LOCK:
+        _REQUEST_AUTH.pop(task_id, None)
+
 
 def worker_id():
     """This process's id; regenerated after a fork (gunicorn forks its workers)."""
@@ -133,8 +155,13 @@ def run_task(repo, conf, task, worker, make_context):
         repo.finish(task['id'], worker, 'failure', conf.rax_tasks.task_time_to_live,
                     message=message)
         return 'failure'
-    repo.finish(task['id'], worker, 'success', conf.rax_tasks.task_time_to_live,
-                result=result)
+    finally:
+        _drop_request_auth(task['id'])
+    if not repo.finish(task['id'], worker, 'success', conf.rax_tasks.task_time_to_live,
+                       result=result):
+        LOG.warning('Task %s finished here but another process had taken it over (and '
+                    'cleaned it up); its outcome is that process\'s', task['id'])
+        return 'lost'
     LOG.info('Task %s (%s) succeeded: %s', task['id'], task['type'], result)
     return 'success'
 

@@ -68,8 +68,10 @@ def background_context(task):
     """A Glance request context for the task's project and user, for flows."""
     from glance import context as glance_context
 
+    auth_token, service_catalog = executor_mod.request_auth(task['id'])
     return glance_context.RequestContext(
         user_id=task['user_id'], project_id=task['owner'], roles=list(task['roles']),
+        auth_token=auth_token, service_catalog=service_catalog,
         policy_enforcer=_shared_enforcer())
 
 
@@ -217,6 +219,8 @@ class TasksFilter:
         task = self.repo.create(str(uuid.uuid4()), task_type, ctx.project_id, ctx.user_id,
                                 ctx.roles, task_input, executor.worker,
                                 self.conf.rax_tasks.lease_seconds)
+        executor_mod.stash_request_auth(task['id'], getattr(ctx, 'auth_token', None),
+                                        getattr(ctx, 'service_catalog', None))
         executor.submit(task['id'])
         LOG.info('Task %s (%s) created for project %s', task['id'], task_type,
                  ctx.project_id)

@@ -170,3 +170,16 @@ def test_worker_liveness():
     assert executor_mod.worker_is_dead(_dead_worker())
     assert not executor_mod.worker_is_dead('other-host:1:x')
     assert not executor_mod.worker_is_dead(None)
+
+
+def test_request_credentials_live_only_while_the_task_runs(env):
+    repo, ex, plugin = env
+    task = _new(repo, ex.worker)
+    executor_mod.stash_request_auth(task['id'], 'token-1', [{'type': 'object-store'}])
+    seen = []
+    ex.make_context = lambda t: seen.append(executor_mod.request_auth(t['id'])) or 'ctx'
+    assert _run(ex, repo, task) == 'success'
+    assert seen == [('token-1', [{'type': 'object-store'}])]
+    assert executor_mod.request_auth(task['id']) == (None, None)
+    # Never written to the database.
+    assert 'token-1' not in repr(repo.get_any(task['id']))
