@@ -1,7 +1,10 @@
 """`rax-glance-devstack demo`: show a running stack working, then how to use and stop it."""
 
 import hashlib
+import io
+import json
 import os
+import time
 import uuid
 
 import requests
@@ -66,10 +69,107 @@ def run(info, out):
     _, body = conn.get_object('exports', 'hello.txt')
     _say(out, 'put and got exports/hello.txt: %r' % body)
 
-    _print_usage(info, out, image['id'])
+    imported = _demo_import(info, session, out)
+    export_location = _demo_export(info, session, out, imported)
+    _print_usage(info, out, imported['image_id'], export_location)
 
 
-def _print_usage(info, out, image_id):
+def _demo_disk(size=16 * 1024 * 1024):
+    """Raw content of a small disk: an MBR with one Linux partition and some data."""
+    disk = bytearray(size)
+    disk[446 + 4] = 0x83  # Linux partition type
+    disk[446 + 8:446 + 16] = (2048).to_bytes(4, 'little') + (size // 512 - 2048).to_bytes(
+        4, 'little')
+    disk[510:512] = b'\x55\xaa'
+    disk[1024 * 1024:1024 * 1024 + 4096] = b'rax-glance demo filesystem'.ljust(4096, b'.')
+    disk[9 * 1024 * 1024:10 * 1024 * 1024] = os.urandom(1024 * 1024)
+    return bytes(disk)
+
+
+def _wait_task(glance, session, task_id, out, timeout=300):
+    deadline = time.monotonic() + timeout
+    status = None
+    while time.monotonic() < deadline:
+        resp = session.get('%s/v2/tasks/%s' % (glance, task_id))
+        resp.raise_for_status()
+        task = resp.json()
+        if task['status'] != status:
+            status = task['status']
+            _say(out, '  task %s: %s' % (task_id, status))
+        if status in ('success', 'failure'):
+            return task
+        time.sleep(0.5)
+    raise SystemExit('demo failed: task %s still %s after %d s' % (task_id, status, timeout))
+
+
+def _demo_import(info, session, out):
+    """Write a dynamic VHD with the bundle's engine, put it in Swift, import it."""
+    from rax_glance.vhd import content as vhd_content
+
+    glance = info['glance']['endpoint']
+    raw = _demo_disk()
+    vhd = vhd_content.dynamic_stream(
+        vhd_content.RawFileContent(io.BytesIO(raw), len(raw))).read()
+    name = 'demo-%s.vhd' % uuid.uuid4().hex[:8]
+    conn = project_swift(info, DEMO_PROJECT)
+    conn.put_container('imports')
+    conn.put_object('imports', name, contents=vhd)
+    _say(out, '\n== Cloud Images import: a %d MiB disk as a %d-byte dynamic VHD in '
+              'imports/%s' % (len(raw) >> 20, len(vhd), name))
+    body = {'type': 'import', 'input': {'import_from': 'imports/%s' % name,
+                                        'import_from_format': 'vhd',
+                                        'image_properties': {'name': 'Demo import'}}}
+    _say(out, 'POST /v2/tasks %s' % json.dumps(body))
+    resp = session.post(glance + '/v2/tasks', json=body)
+    resp.raise_for_status()
+    task = _wait_task(glance, session, resp.json()['id'], out)
+    if task['status'] != 'success':
+        raise SystemExit('demo failed: import task failed: %s' % task['message'])
+    image_id = task['result']['image_id']
+    image = session.get('%s/v2/images/%s' % (glance, image_id)).json()
+    _say(out, 'result %s: image %s, %s/%s, owner %s, image_type=%s os_type=%s '
+              'auto_disk_config=%s' % (json.dumps(task['result']), image['status'],
+                                       image['disk_format'], image['container_format'],
+                                       image['owner'], image['image_type'], image['os_type'],
+                                       image['auto_disk_config']))
+    return {'image_id': image_id, 'raw': raw}
+
+
+def _demo_export(info, session, out, imported):
+    """Export the imported image to the demo project's `exports` container and verify it."""
+    from rax_glance.swift import dlo
+    from rax_glance.vhd import content as vhd_content
+
+    glance = info['glance']['endpoint']
+    image_id = imported['image_id']
+    body = {'type': 'export', 'input': {'image_uuid': image_id,
+                                        'receiving_swift_container': 'exports'}}
+    _say(out, '\n== Cloud Images export\nPOST /v2/tasks %s' % json.dumps(body))
+    resp = session.post(glance + '/v2/tasks', json=body)
+    resp.raise_for_status()
+    task = _wait_task(glance, session, resp.json()['id'], out)
+    if task['status'] != 'success':
+        raise SystemExit('demo failed: export task failed: %s' % task['message'])
+    location = task['result']['export_location']
+    container, obj = location.split('/', 1)
+    report = dlo.verify_dlo(lambda: project_swift(info, DEMO_PROJECT), container, obj)
+    record = report['record'] or {}
+    _say(out, 'result %s: DLO of %s segments, %s bytes, sha256 %s: %s'
+         % (json.dumps(task['result']), record.get('segment-count'), record.get('size'),
+            record.get('sha256'), 'verified' if report['ok'] else 'DAMAGED %s'
+            % report['problems']))
+    _, exported = project_swift(info, DEMO_PROJECT).get_object(container, obj)
+    content = vhd_content.content_from_stream(io.BytesIO(exported), len(exported), 'vhd')
+    disk = vhd_content.raw_stream(content).read()
+    raw = imported['raw']
+    same = disk[:len(raw)] == raw and not disk[len(raw):].strip(b'\0')
+    _say(out, 'exported disk content equals the imported disk: %s' % ('yes' if same else 'NO'))
+    if not (report['ok'] and same):
+        raise SystemExit('demo failed: the export does not match the import')
+    return location
+
+
+def _print_usage(info, out, image_id, export_location=None):
     glance = info['glance']['endpoint']
     swift = info['swift']
     hdr = ' '.join("-H '%s: %s'" % kv for kv in identity_headers().items())
@@ -82,5 +182,10 @@ def _print_usage(info, out, image_id):
     _say(out, '\nTry:')
     _say(out, '  curl -s %s %s/v2/images | python3 -m json.tool' % (hdr, glance))
     _say(out, '  curl -s %s %s/v2/images/%s' % (hdr, glance, image_id))
+    _say(out, '  curl -s %s %s/v2/tasks | python3 -m json.tool' % (hdr, glance))
+    if export_location:
+        _say(out, '  .venv/bin/rax-glance-export-verify --config-file %s --project %s %s'
+             % (info['glance'].get('config_file', 'glance-api.conf'), DEMO_PROJECT,
+                export_location))
     _say(out, '  .venv/bin/rax-glance-devstack status --json')
     _say(out, '\nStop it with:  .venv/bin/rax-glance-devstack down')
