@@ -31,6 +31,7 @@ GROUP = 'rax_swift'
 MiB = 1024 * 1024
 # Swift refuses objects over 5 GiB unless configured otherwise.
 MAX_SEGMENT_SIZE = 5 * 1024 * MiB
+SEND_BLOCK_SIZE = MiB
 
 OPTS = [
     cfg.StrOpt('auth_mode', default='keystone', choices=[
@@ -178,6 +179,16 @@ class ProjectConnection(swiftclient.Connection):
             # get_auth below ignores them and asks the token source instead.
             kwargs.update(authurl='pinned', user='pinned', key='pinned')
         super().__init__(preauthurl=storage_url, preauthtoken=token, **kwargs)
+
+    def http_connection(self, url=None):
+        parsed, conn = super().http_connection(url)
+        # Send request bodies in big writes (urllib3 defaults to 16 KiB): far fewer
+        # syscalls per GiB uploaded.
+        for adapter in conn.request_session.adapters.values():
+            pool_kw = getattr(getattr(adapter, 'poolmanager', None), 'connection_pool_kw', None)
+            if pool_kw is not None:
+                pool_kw['blocksize'] = SEND_BLOCK_SIZE
+        return parsed, conn
 
     def get_auth(self):
         if self._token_source is None:
