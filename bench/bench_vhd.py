@@ -240,7 +240,7 @@ def bare_inflate(path):
 def engine_table(path, sample_bytes):
     """Throughput and size of each deflate engine on the first bytes."""
     with open(path, 'rb') as f:
-        sample = f.read(sample_bytes)
+        sample = f.read(sample_bytes)       # freed on return
     engines = [('zlib', zlib, lvl) for lvl in (1, 6)]
     try:
         from isal import isal_zlib
@@ -265,14 +265,23 @@ def engine_table(path, sample_bytes):
 
 
 def peak_rss(job, *args):
-    """Peak RSS (MiB) of ``job`` run in a fresh interpreter."""
-    code = ('import sys, resource; sys.path.insert(0, %r); '
+    """Peak RSS (MiB) of ``job`` run in a fresh interpreter.
+
+    VmHWM of the child's own address space: ru_maxrss would carry over the
+    high-water mark of this (forked) process across exec.
+    """
+    code = ('import sys; sys.path.insert(0, %r); '
             'import bench_vhd as b; b.%s(*%r); '
-            'print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)'
+            'print([l for l in open("/proc/self/status") '
+            'if l.startswith("VmHWM")][0].split()[1])'
             % (os.path.dirname(os.path.abspath(__file__)), job, args))
     out = run(sys.executable, '-c', code, capture_output=True,
               text=True).stdout
     return int(out.split()[-1]) / 1024
+
+
+def idle():
+    pass
 
 
 def export_job(package, out):
@@ -374,10 +383,12 @@ def bench_size(size_gib, workdir, skip_engines):
     report('unpack', ours, inflate, vhd_size, 'bare ISA-L inflate')
     shutil.rmtree(untar)
 
+    rss_idle = peak_rss('idle')
     rss_import = peak_rss('ours_pack', vhd, package + '.rss')
     rss_export = peak_rss('export_job', package, os.path.join(d, 'exp.vhd'))
     print('peak RSS    import (check+pack) %.0f MiB, export (unpack+vhd) '
-          '%.0f MiB' % (rss_import, rss_export), flush=True)
+          '%.0f MiB; the interpreter with the modules loaded: %.0f MiB'
+          % (rss_import, rss_export, rss_idle), flush=True)
     for path in (package + '.rss', os.path.join(d, 'exp.vhd'), tar_package):
         os.unlink(path)
 
