@@ -108,6 +108,14 @@ def test_every_import_failure_code(project, stack_info):
     assert _stored_files(stack_info) <= before
 
 
+def test_empty_object_is_not_a_vhd(project):
+    glance, swift = project
+    th.upload(swift, 'exports', 'empty.vhd', b'')
+    task = th.run_import(glance, 'exports/empty.vhd')
+    assert (task['status'], task['message']) == ('failure', MESSAGES[396])
+    assert th.image_ids(glance) == set()
+
+
 def _windows_disk(size=6 * MIB):
     """An MBR with one NTFS partition (type 0x07) at 1 MiB whose first sector is an NTFS
     boot sector: what a Windows installation looks like to the partition table."""
@@ -140,7 +148,8 @@ def test_missing_object_container_and_bad_locations(project, glance_factory, swi
     glance, swift = project
     _, good = th.sample_disk()
     th.upload(swift, 'exports', 'mine.vhd', good)
-    for location in ('exports/nothing.vhd', 'nocontainer/x.vhd', 'exports', 'exports/'):
+    for location in ('exports/nothing.vhd', 'nocontainer/x.vhd', 'exports', 'exports/',
+                     '../AUTH_%s/exports/mine.vhd' % glance.project, 'exports/../mine.vhd'):
         task = th.run_import(glance, location)
         assert (task['status'], task['message']) == ('failure', NOT_FOUND), location
     # Another project cannot import this project's object: its own account is used.
