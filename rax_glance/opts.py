@@ -12,6 +12,7 @@ _MODULES = [
     'rax_glance.swift.access',
     'rax_glance.store.swiftdlo',
     'rax_glance.tasks.options',
+    'rax_glance.tasks.jobboard',
 ]
 
 

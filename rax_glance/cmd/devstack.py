@@ -1,6 +1,6 @@
 """rax-glance-devstack: a real Swift and glance-api with the bundle, on 127.0.0.1.
 
-    rax-glance-devstack up [--db sqlite|postgresql] [--state-dir DIR]
+    rax-glance-devstack up [--db sqlite|postgresql] [--conductors N] [--state-dir DIR]
     rax-glance-devstack status [--json]
     rax-glance-devstack demo
     rax-glance-devstack down
@@ -27,6 +27,12 @@ def _parser():
     up.add_argument('--db', choices=stack.DB_KINDS, default='sqlite',
                     help='Glance database (postgresql runs a private cluster)')
     up.add_argument('--glance-workers', type=int, default=2)
+    up.add_argument('--conductors', type=int, default=0,
+                    help='0 (default): tasks run in-process in glance-api; N > 0: start '
+                         'Redis and N rax-glance-conductor processes and run tasks on the '
+                         'TaskFlow jobboard')
+    up.add_argument('--claim-expiry', type=float, default=10.0,
+                    help='seconds before a dead conductor\'s jobs move to another one')
     up.add_argument('--timeout', type=float, default=90.0,
                     help='seconds to wait for each server to be ready')
     sub.add_parser('down', help='stop the stack started from this state dir (idempotent)')
@@ -41,8 +47,11 @@ def main(argv=None):
     dev = stack.DevStack(args.state_dir)
     try:
         if args.command == 'up':
+            if args.conductors < 0:
+                raise stack.StackError('--conductors must be 0 or more')
             info = dev.up(db=args.db, glance_workers=args.glance_workers,
-                          timeout=args.timeout)
+                          timeout=args.timeout, conductors=args.conductors,
+                          claim_expiry=args.claim_expiry)
             print('dev stack running: glance-api %s, swift %s (state dir %s)'
                   % (info['glance']['endpoint'], info['swift']['auth_url'],
                      info['state_dir']))

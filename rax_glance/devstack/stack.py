@@ -12,9 +12,11 @@ import shutil
 import time
 from pathlib import Path
 
+from rax_glance.devstack import conductor as devstack_conductor
 from rax_glance.devstack import process
 from rax_glance.devstack.glance import GlanceServer
 from rax_glance.devstack.postgres import PostgresCluster
+from rax_glance.devstack.redis import RedisServer
 from rax_glance.devstack.swift import SwiftNode
 
 StackError = process.StackError
@@ -72,7 +74,10 @@ class DevStack:
         os.replace(tmp, self.state_file)
 
     # -- lifecycle ----------------------------------------------------------------------
-    def up(self, db='sqlite', glance_workers=2, timeout=90.0):
+    def up(self, db='sqlite', glance_workers=2, timeout=90.0, conductors=0,
+           claim_expiry=10):
+        """Start everything; `conductors` > 0 adds Redis and that many rax-glance-conductor
+        processes, and glance-api runs tasks through the jobboard instead of in-process."""
         if db not in DB_KINDS:
             raise StackError('unknown --db %r; choose one of %s' % (db, ', '.join(DB_KINDS)))
         self._refuse_running_or_stale()
@@ -84,7 +89,8 @@ class DevStack:
                  'db': {'kind': db}, 'processes': [], 'started_at': time.time()}
         self._write_state(state)
         try:
-            self._start_all(state, stack_id, db, glance_workers, timeout)
+            self._start_all(state, stack_id, db, glance_workers, timeout, conductors,
+                            claim_expiry)
         except BaseException:
             self.down()
             raise
@@ -92,7 +98,8 @@ class DevStack:
         self._write_state(state)
         return self.describe()
 
-    def _start_all(self, state, stack_id, db, glance_workers, timeout):
+    def _start_all(self, state, stack_id, db, glance_workers, timeout, conductors=0,
+                   claim_expiry=10):
         swift = SwiftNode(self.state_dir, stack_id)
         state['swift'] = {'devices': str(swift.devices)}
         self._write_state(state)
@@ -117,8 +124,19 @@ class DevStack:
         state['db']['url'] = db_url
         self._write_state(state)
 
+        sections = bundle_glance_sections(state['swift'])
+        if conductors:
+            redis = RedisServer(self.state_dir)
+            redis.configure()
+            redis.start(self.logs_dir, record, timeout)
+            state['jobboard'] = {'redis': redis.host, 'claim_expiry': claim_expiry}
+            self._write_state(state)
+            for section, values in devstack_conductor.jobboard_sections(
+                    redis.host, claim_expiry).items():
+                sections.setdefault(section, {}).update(values)
+
         glance = GlanceServer(self.state_dir, workers=glance_workers)
-        glance.configure(db_url, bundle_glance_sections(state['swift']))
+        glance.configure(db_url, sections)
         glance.db_sync(self.logs_dir)
         glance.start(self.logs_dir, record, timeout)
         state['glance'] = {'endpoint': glance.url, 'config_dir': str(glance.dir),
@@ -126,6 +144,39 @@ class DevStack:
                            'workers': glance_workers,
                            'identity': 'trusted-headers (X-Project-Id, X-User-Id, X-Roles)'}
         self._write_state(state)
+        for _ in range(conductors):
+            self._start_conductor(state, timeout)
+
+    # -- jobboard conductors ------------------------------------------------------------
+    def _start_conductor(self, state, timeout=60.0):
+        index = max([p.get('index', -1) for p in state['processes']
+                     if p['name'].startswith('conductor-')], default=-1) + 1
+
+        def record(rec):
+            state['processes'].append(rec)
+            self._write_state(state)
+
+        return devstack_conductor.start(index, state['glance']['config_file'], self.logs_dir,
+                                        record, timeout)
+
+    def start_conductor(self, timeout=60.0):
+        """One more rax-glance-conductor (the stack must run with the jobboard); its record."""
+        state = self.read_state()
+        if not state.get('jobboard'):
+            raise StackError('this stack runs tasks in-process; start it with --conductors N')
+        return self._start_conductor(state, timeout)
+
+    def conductors(self):
+        """Records of the conductors started so far (alive or not), by index."""
+        state = self.read_state() or {}
+        return sorted((p for p in state.get('processes', [])
+                       if p['name'].startswith('conductor-')), key=lambda p: p['index'])
+
+    def kill_conductor(self, index, sig=9):
+        """Signal conductor `index` (SIGKILL by default) and wait until it is gone."""
+        rec = next(p for p in self.conductors() if p['index'] == index)
+        process.stop([rec], sig=sig, timeout=30)
+        return rec
 
     def _refuse_running_or_stale(self):
         state = self.read_state()
@@ -192,6 +243,7 @@ class DevStack:
             'glance': state.get('glance', {}),
             'swift': state.get('swift', {}),
             'db': state.get('db', {}),
+            'jobboard': state.get('jobboard', {}),
             'pids': {p['name']: p['pid'] for p in procs},
             'alive': {p['name']: process.is_alive(p) for p in procs},
             'logs': {p['name']: p['log'] for p in procs},

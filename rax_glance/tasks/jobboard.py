@@ -1,0 +1,382 @@
+"""The `jobboard` task executor: each task's flow becomes a job on a TaskFlow jobboard.
+
+glance-api only records the task (as with every executor) and posts a job; any number of
+`rax-glance-conductor` processes on any hosts claim the jobs and run the flows. Flow state
+lives in TaskFlow's SQL persistence (a logbook with one flow detail per task, by default in
+the Glance database), and the flow factory is saved in that flow detail, so whichever
+conductor claims a job rebuilds the same flow and resumes it from its persisted state.
+
+The board is Redis by default (`[rax_jobboard] board = redis`); ZooKeeper (`zookeeper`,
+needs the `kazoo` package) and etcd are a matter of configuration: the board type, hosts and
+any backend option come from `[rax_jobboard]`.
+
+Every flow runs wrapped between two bookkeeping atoms (see `flow_factory`): the first one's
+revert records the task's failure with the same message the in-process executor gives; the
+last one records success and `result`. So task status and messages do not depend on the
+executor.
+"""
+
+import contextlib
+import random
+import threading
+import time
+
+from oslo_config import cfg
+from oslo_log import log as logging
+from oslo_utils import netutils
+from oslo_utils import uuidutils
+
+from rax_glance.tasks import executor as executor_mod
+from rax_glance.tasks import messages
+from rax_glance.tasks import options as task_options
+
+LOG = logging.getLogger(__name__)
+
+GROUP = 'rax_jobboard'
+JOB_PREFIX = 'rax-glance-task-'
+
+OPTS = [
+    cfg.StrOpt('board', default='redis',
+               help='TaskFlow jobboard backend (a `taskflow.jobboards` entry point): '
+                    '`redis` (the default), `zookeeper` (install `kazoo`) or `etcd`. '
+                    'glance-api and every rax-glance-conductor must use the same board.'),
+    cfg.ListOpt('hosts', default=['127.0.0.1:6379'],
+                help='host:port of the board\'s servers. Redis uses the first one; '
+                     'ZooKeeper gets all of them as its ensemble.'),
+    cfg.StrOpt('password', secret=True,
+               help='Password of the Redis server (AUTH), when it requires one.'),
+    cfg.StrOpt('board_name', default='rax-glance',
+               help='Name of the jobboard: the Redis key namespace, or the ZooKeeper '
+                    'path `/<board_name>/jobs`. Deployments sharing a board server keep '
+                    'apart by name.'),
+    cfg.DictOpt('board_options', default={},
+                help='Further backend options passed to the jobboard as they are, e.g. '
+                     '`db:1,socket_timeout:5` for Redis or `timeout:20` for ZooKeeper.'),
+    cfg.FloatOpt('claim_expiry', default=60.0, min=1.0,
+                 help='Seconds a conductor\'s claim on a job lasts unless renewed (Redis '
+                      'and etcd; ZooKeeper claims end with the conductor\'s session). A '
+                      'running conductor renews its claims every third of this; when it '
+                      'dies, another conductor takes the job over after at most this long.'),
+    cfg.StrOpt('persistence_connection', secret=True,
+               help='SQLAlchemy URL of TaskFlow\'s flow state (logbooks, flow and atom '
+                    'details). Unset (the default): the Glance database of `[database] '
+                    'connection`, in TaskFlow\'s own tables (`logbooks`, `flowdetails`, '
+                    '`atomdetails`), created on first use.'),
+    cfg.StrOpt('conductor_type', default='blocking', choices=['blocking', 'nonblocking'],
+               help='`blocking` runs the jobs a conductor claims one after the other in '
+                    'its main thread; `nonblocking` runs up to `max_simultaneous_jobs` at '
+                    'once in a thread pool.'),
+    cfg.IntOpt('max_simultaneous_jobs', default=2, min=1,
+               help='Most jobs one nonblocking conductor works on at once (a blocking '
+                      'conductor works on one).'),
+    cfg.StrOpt('conductor_name',
+               help='Name of this conductor on the board (claims are recorded under it, '
+                    'with the host and pid). The host name when unset.'),
+    cfg.FloatOpt('poll_interval', default=0.5, min=0.05,
+                 help='Seconds an idle conductor waits before looking for jobs again.'),
+]
+
+
+def register_opts(conf=None):
+    conf = task_options.register(conf or cfg.CONF)
+    conf.register_opts(OPTS, group=GROUP)
+    return conf
+
+
+def list_opts():
+    return [(GROUP, OPTS)]
+
+
+# -- board and persistence from configuration ------------------------------------------------
+def board_conf(conf):
+    """The `conf` dict of `taskflow.jobs.backends.fetch` for `[rax_jobboard]`."""
+    opts = conf.rax_jobboard
+    board = opts.board
+    result = {'board': board}
+    hosts = [h.strip() for h in opts.hosts if h.strip()]
+    if board == 'zookeeper':
+        result['hosts'] = ','.join(hosts)
+        result['path'] = '/%s/jobs' % opts.board_name.strip('/')
+    else:
+        if hosts:
+            host, port = netutils.parse_host_port(hosts[0])
+            result['host'] = host
+            if port:
+                result['port'] = port
+        if board == 'etcd':
+            result['path'] = '/%s/jobs' % opts.board_name.strip('/')
+        else:
+            result['namespace'] = opts.board_name
+    if opts.password:
+        result['password'] = opts.password
+    result.update(opts.board_options)
+    return result
+
+
+def persistence_url(conf):
+    url = conf.rax_jobboard.persistence_connection or conf.database.connection
+    if not url:
+        raise RuntimeError('no database for the jobboard\'s flow state: set [database] '
+                           'connection or [rax_jobboard] persistence_connection')
+    return url
+
+
+_SCHEMA_READY = set()
+_SCHEMA_LOCK = threading.Lock()
+
+
+def fetch_persistence(conf):
+    """TaskFlow's SQL persistence, its tables made sure of (idempotent, once per process)."""
+    from taskflow.persistence import backends as tf_backends
+
+    from rax_glance.tasks.db import api as db_api
+
+    url = persistence_url(conf)
+    # The task records' engine: one pool per process, and sqlite waits for its lock.
+    backend = tf_backends.fetch({'connection': url}, engine=db_api.get_engine(url))
+    with _SCHEMA_LOCK:
+        if url not in _SCHEMA_READY:
+            ensure_schema(backend, dedicated=bool(conf.rax_jobboard.persistence_connection))
+            _SCHEMA_READY.add(url)
+    return backend
+
+
+def ensure_schema(backend, dedicated):
+    """TaskFlow's tables. In a database of its own TaskFlow migrates them with alembic; in
+    Glance's database its alembic would clash with Glance's `alembic_version`, so the
+    tables are created from TaskFlow's own definitions instead (create if absent)."""
+    import sqlalchemy as sa
+    from taskflow.persistence.backends.sqlalchemy import tables as tf_tables
+
+    if dedicated:
+        with contextlib.closing(backend.get_connection()) as conn:
+            conn.upgrade()
+        return
+    metadata = sa.MetaData()
+    tf_tables.fetch(metadata)
+    for attempt in range(5):
+        try:
+            metadata.create_all(backend.engine, checkfirst=True)
+            return
+        except Exception:  # sqlalchemy's or oslo.db's "already exists"
+            # Two processes creating them at the same moment: the loser checks again.
+            if attempt == 4:
+                raise
+            LOG.info('TaskFlow tables are being created elsewhere; checking again')
+            time.sleep(0.2 + random.random())
+
+
+def fetch_board(conf, persistence):
+    from taskflow.jobs import backends as tf_jobs
+
+    return tf_jobs.fetch(conf.rax_jobboard.board_name, board_conf(conf),
+                         persistence=persistence)
+
+
+# -- the flow a conductor rebuilds -------------------------------------------------------------
+_RUNTIME = {}
+_RUNTIME_LOCK = threading.Lock()
+
+
+def task_repo(conf):
+    """The task records (one repo per process and database)."""
+    from rax_glance.tasks.db import api as db_api
+
+    url = conf.rax_tasks.connection or conf.database.connection
+    with _RUNTIME_LOCK:
+        repo = _RUNTIME.get(url)
+        if repo is None:
+            repo = _RUNTIME[url] = db_api.TaskRepo(db_api.get_engine(url))
+        return repo
+
+
+def make_job(task, conf=None):
+    """The `executor.Job` of a task for this process (a conductor)."""
+    from rax_glance.tasks import filter as tasks_filter
+
+    conf = conf or cfg.CONF
+    context = tasks_filter.background_context(task)
+    return executor_mod.Job(task, context, conf, task_repo(conf), executor_mod.worker_id())
+
+
+def flow_factory(task_id, task_type):
+    """Flow factory saved in each job's flow detail; runs in the conductor process.
+
+    The task's own flow (the `rax_glance.flows` plugin) between the bookkeeping atoms. The
+    conductor has taken the task record over before calling it, so the plugin's recorded
+    work (what to remove on failure) is this process's to update.
+    """
+    from taskflow.patterns import linear_flow
+
+    conf = cfg.CONF
+    task = task_repo(conf).get_any(task_id)
+    if task is None:
+        raise LookupError('task %s has no record (expired?)' % task_id)
+    job = make_job(task, conf)
+    plugin = executor_mod.load_flow_plugin(task_type)
+    inner = plugin.build(job)
+    return linear_flow.Flow('rax-task-%s' % task_id).add(
+        RecordFailure(job, plugin), inner, RecordSuccess(job, plugin, inner.provides))
+
+
+def failure_message(job, flow_failures):
+    """The task message for the failures of a reverted flow (as the in-process executor)."""
+    for failure in (flow_failures or {}).values():
+        exc = failure.exception
+        if exc is not None:
+            message = executor_mod.user_message(executor_mod._unwrap(exc))
+        else:
+            # A failure loaded back from persistence keeps its type names and text only.
+            message = _persisted_message(failure)
+        if message is not None:
+            LOG.info('Task %s (%s) failed: %s', job.id, job.task['type'], message)
+            return message
+        LOG.error('Task %s (%s) failed unexpectedly: %s', job.id, job.task['type'],
+                  failure.pformat(traceback=True))
+        return messages.UNEXPECTED
+    return messages.UNEXPECTED
+
+
+def _persisted_message(failure):
+    from rax_glance import errors as engine_errors
+
+    if failure.check(messages.TaskFailed):
+        return failure.exception_str
+    if failure.check(engine_errors.ImageError):
+        code, _, _rest = (failure.exception_str or '').partition(':')
+        try:
+            return engine_errors.MESSAGES[int(code)]
+        except (KeyError, ValueError):
+            return engine_errors.MESSAGES[engine_errors.ImageError.code]
+    return None
+
+
+def _tf_task_base():
+    from taskflow import task as tf_task
+
+    return tf_task.Task
+
+
+class RecordFailure(_tf_task_base()):
+    """First atom. Its revert runs last, after every other atom undid its work: it removes
+    whatever recorded work is left and records the failure and its message."""
+
+    def __init__(self, job, plugin):
+        super().__init__(name='rax_record_failure')
+        self.job = job
+        self.plugin = plugin
+
+    def execute(self):
+        LOG.info('Task %s (%s) running in %s', self.job.id, self.job.task['type'],
+                 self.job.worker)
+
+    def revert(self, *args, **kwargs):
+        job = self.job
+        message = failure_message(job, kwargs.get('flow_failures'))
+        if job.work:
+            try:
+                self.plugin.cleanup(job, dict(job.work))
+            except Exception:
+                LOG.exception('Cleaning up after task %s failed; left: %s', job.id, job.work)
+        finished = job.repo.finish(job.id, job.worker, 'failure',
+                                   job.conf.rax_tasks.task_time_to_live, message=message)
+        if not finished:
+            LOG.warning('Task %s: not recording the failure, another worker holds it', job.id)
+
+
+class _Values:
+    """The storage-like `fetch` a plugin's `result()` expects, over the flow's values."""
+
+    def __init__(self, values):
+        self._values = values
+
+    def fetch(self, name):
+        return self._values[name]
+
+
+class RecordSuccess(_tf_task_base()):
+    """Last atom: the task's `result` from the flow's values, status `success`."""
+
+    def __init__(self, job, plugin, names):
+        super().__init__(name='rax_record_success', requires=sorted(names))
+        self.job = job
+        self.plugin = plugin
+
+    def execute(self, **values):
+        job = self.job
+        result = self.plugin.result(job, _Values(values))
+        if job.repo.finish(job.id, job.worker, 'success',
+                           job.conf.rax_tasks.task_time_to_live, result=result):
+            LOG.info('Task %s (%s) succeeded: %s', job.id, job.task['type'], result)
+        else:
+            LOG.warning('Task %s: not recording success, another worker holds it', job.id)
+        return result
+
+    def revert(self, *args, **kwargs):
+        pass  # it only records
+
+
+# -- the executor glance-api loads ----------------------------------------------------------
+def post_task(board, persistence, task):
+    """A logbook + flow detail (with the factory) for `task`, and its job on the board."""
+    from taskflow import engines
+    from taskflow.persistence import models
+
+    book = models.LogBook('%s%s' % (JOB_PREFIX, task['id']))
+    flow_detail = models.FlowDetail('rax-%s-%s' % (task['type'], task['id']),
+                                    uuid=uuidutils.generate_uuid())
+    book.add(flow_detail)
+    engines.save_factory_details(flow_detail, flow_factory, (),
+                                 {'task_id': task['id'], 'task_type': task['type']})
+    with contextlib.closing(persistence.get_connection()) as conn:
+        conn.save_logbook(book)
+    details = {'task_id': task['id'], 'task_type': task['type'],
+               'flow_uuid': flow_detail.uuid, 'store': {}}
+    return board.post('%s%s' % (JOB_PREFIX, task['id']), book=book, details=details)
+
+
+class JobboardExecutor(executor_mod.TaskExecutor):
+    """Posts each task as a job; rax-glance-conductor processes run them."""
+
+    def __init__(self, conf, repo, make_context):
+        super().__init__(register_opts(conf), repo, make_context)
+        self._lock = threading.Lock()
+        self._pid = None
+        self._board = None
+        self._persistence = None
+
+    def start(self):
+        """Connect the board (once per process: gunicorn forks its workers)."""
+        import os
+
+        with self._lock:
+            if self._pid == os.getpid() and self._board is not None:
+                return
+            persistence = fetch_persistence(self.conf)
+            board = fetch_board(self.conf, persistence)
+            board.connect()
+            self._persistence, self._board, self._pid = persistence, board, os.getpid()
+            LOG.info('Posting tasks to the %s jobboard %r', self.conf.rax_jobboard.board,
+                     self.conf.rax_jobboard.board_name)
+
+    def submit(self, task_id):
+        task = self.repo.get_any(task_id)
+        try:
+            self.start()
+            job = post_task(self._board, self._persistence, task)
+        except Exception:
+            # The task must not wait forever for a job that does not exist.
+            LOG.exception('Task %s: posting its job failed; failing the task', task_id)
+            self.repo.finish(task_id, self.worker, 'failure',
+                             self.conf.rax_tasks.task_time_to_live,
+                             message=messages.UNEXPECTED)
+            return None
+        LOG.info('Task %s (%s) posted as job %s', task_id, task['type'], job.uuid)
+        return job
+
+    def stop(self, wait=True):
+        with self._lock:
+            if self._board is not None:
+                with contextlib.suppress(Exception):
+                    self._board.close()
+            self._board = None
