@@ -179,6 +179,7 @@ def matrix(stack_info):
     """{operation: [actual status per persona]}, one HTTP call per cell."""
     endpoint = stack_info['glance']['endpoint']
     world, client = _build_world(endpoint)
+    operator = client(world['OPS'], OPERATOR_ROLE)
     personas = []
     for roles, _ in PERSONAS:
         project = world['OPS'] if roles == OPERATOR_ROLE else world['P']
@@ -190,6 +191,10 @@ def matrix(stack_info):
                             for i in range(len(PERSONAS))]
         yield actual
     finally:
+        # Public and community images show in every project's lists: do not leave them to
+        # the other tests sharing this stack.
+        for key in ('to_publicize', 'to_communitize'):
+            operator.delete('/v2/images/%s' % world[key])
         client.close_all()
 
 
