@@ -296,3 +296,19 @@ def test_token_refresh_keeps_the_project_account(stack_info):
     assert calls == [False, True]
     assert conn.url == real.storage_url
     real.connection().head_container('after-refresh')
+
+
+def test_ranges(project):
+    swift, conn, container, obj, data = _damaged(project)  # intact until we damage it
+    for offset, length in ((0, 1), (SEG - 1, 2), (SEG, SEG), (3 * SEG + 5, None),
+                           (len(data) - 1, 1), (7, 0)):
+        reader = dlo.open_dlo_range(swift, container, obj, offset, length)
+        expected = data[offset:] if length is None else data[offset:offset + length]
+        assert reader.size == len(expected)
+        assert b''.join(reader) == expected
+    for offset, length in ((-1, 1), (len(data), 1), (0, len(data) + 1)):
+        with pytest.raises(ValueError):
+            dlo.open_dlo_range(swift, container, obj, offset, length)
+    conn.delete_object(container, dlo.segment_name(obj, 4))
+    with pytest.raises(errors.IntegrityError):
+        dlo.open_dlo_range(swift, container, obj, 0, 10)

@@ -64,6 +64,11 @@ def test_upload_and_download_through_swiftdlo(glance_factory, store_account):
     assert resp.status_code == 200
     assert resp.content == data
 
+    resp = glance.get('/v2/images/%s/file' % image['id'],
+                      headers={'Range': 'bytes=%d-%d' % (MiB - 3, 2 * MiB + 9)})
+    assert resp.status_code == 206
+    assert resp.content == data[MiB - 3:2 * MiB + 10]
+
     assert glance.delete('/v2/images/%s' % image['id']).status_code == 204
     assert names_under(conn, CONTAINER, image['id']) == []
 
