@@ -32,9 +32,11 @@ import uuid
 
 from rax_glance import errors
 from rax_glance import ova
+from rax_glance import windows
 from rax_glance.vhd import coalesce
 from rax_glance.vhd import content as vhd_content
 from rax_glance.vhd import format as fmt
+from rax_glance.vhd import reader as vhd_reader
 from rax_glance.vhd import validate
 
 GIB = 1 << 30
@@ -181,8 +183,7 @@ def cmd_check(args):
 
 
 def _check_vhd(source, size, limits, windows_rule):
-    from rax_glance import windows
-    reader = vhd_content.vhd_reader.StreamReader(source, size, limits)
+    reader = vhd_reader.StreamReader(source, size, limits)
     detector = windows.WindowsDetector()
     for offset, data in reader.extents():
         try:

@@ -75,7 +75,7 @@ def open_chain(paths, limits=None, max_depth=MAX_CHAIN_DEPTH):
     return chain
 
 
-class _Layer:
+class Layer:
     """One disk of the chain, read in byte ranges of the virtual disk.
 
     Only the sectors a disk holds are read (bitmap first, then its runs),
@@ -128,7 +128,7 @@ class ChainContent:
         check_chain(chain)
         self.chain = chain
         self.virtual_size = chain[0].virtual_size
-        self._layers = [_Layer(disk) for disk in reversed(chain)]
+        self._layers = [Layer(disk) for disk in reversed(chain)]
         self._order = None
 
     def _range(self, index):

@@ -30,6 +30,7 @@ import tempfile
 from rax_glance import errors
 from rax_glance.vhd import format as fmt
 from rax_glance.vhd import reader as vhd_reader
+from rax_glance.vhd import validate
 from rax_glance.vhd import writer
 
 BLOCK_SIZE = writer.BLOCK_SIZE
@@ -271,7 +272,7 @@ def content_from_stream(fileobj, size, disk_format, tmpdir=None, limits=None):
         raise errors.HasParentError('differencing disk without its parents')
     if reader.is_fixed:
         # The size is only confirmed by the footer at the end.
-        virtual = size - vhd_reader.validate.footer_length(size)
+        virtual = size - validate.footer_length(size)
     else:
         virtual = reader.virtual_size
     spool = SpooledContent(virtual, tmpdir)

@@ -108,9 +108,15 @@ class _Input:
 class StreamReader:
     """Validate and read a VHD in one forward pass; see the module doc."""
 
-    def __init__(self, fileobj, size, limits=None, leaf=True):
+    def __init__(self, fileobj, size, limits=None, leaf=True, parents=None):
         self.limits = limits or Limits()
         self.leaf = leaf
+        # VHDFile objects, parent first, when a differencing disk's content
+        # is wanted (the differencing disk itself must then be allowed).
+        self.parents = list(parents or [])
+        if self.parents:
+            self.limits = dataclasses.replace(self.limits,
+                                              allow_differencing=True)
         self.size = size
         self._input = _Input(fileobj, size)
         self.footer = None
@@ -243,12 +249,61 @@ class StreamReader:
         if self.is_fixed:
             yield from self._fixed_extents()
             return
+        if self.parents and self.disk_type == fmt.DISK_DIFFERENCING:
+            yield from self._extents_with_parents()
+            return
         for block in self.blocks():
             base = block.virtual_offset
             for first, count in block.runs:
                 yield (base + first * fmt.SECTOR,
                        block.data[first * fmt.SECTOR:
                                   (first + count) * fmt.SECTOR])
+
+    def _extents_with_parents(self):
+        """A differencing disk's whole content: its blocks over its parents.
+
+        The child's blocks come in file order, each merged with what the
+        parents hold under it; then what only the parents hold.  The
+        parents are read at random (they are seekable files).
+        """
+        from rax_glance.vhd import coalesce  # coalesce imports us
+        if self.header.parent_unique_id != self.parents[0].unique_id:
+            raise errors.ChainError('parent id does not match the unique '
+                                    'id of %s' % self.parents[0].name)
+        if self.footer.unique_id in {p.unique_id for p in self.parents}:
+            raise errors.ChainError('cycle: the disk is its own ancestor')
+        coalesce.check_chain(self.parents)
+        layers = [coalesce.Layer(disk) for disk in reversed(self.parents)]
+        size = self.virtual_size
+        covered = set()
+        for block in self.blocks():
+            start = block.virtual_offset
+            end = min(start + self.header.block_size, size)
+            buffer = bytearray(end - start)
+            for layer in layers:
+                layer.overlay(start, end, buffer)
+            for first, count in block.runs:
+                lo, hi = first * fmt.SECTOR, (first + count) * fmt.SECTOR
+                buffer[lo:hi] = block.data[lo:hi]
+            covered.add(block.index)
+            yield start, memoryview(buffer)
+        # What only the parents hold, in 2 MiB pieces outside the child's
+        # blocks.
+        parents = coalesce.ChainContent(self.parents)
+        step = fmt.DEFAULT_BLOCK_SIZE
+        child_block = self.header.block_size
+        for index in parents.block_order:
+            start, end = index * step, min((index + 1) * step, size)
+            position = start
+            while position < end:
+                child_index = position // child_block
+                piece_end = min(end, (child_index + 1) * child_block)
+                if child_index not in covered:
+                    buffer = bytearray(piece_end - position)
+                    for layer in layers:
+                        layer.overlay(position, piece_end, buffer)
+                    yield position, memoryview(buffer)
+                position = piece_end
 
     def _fixed_extents(self):
         length = validate.footer_length(self.size)

@@ -331,3 +331,16 @@ def test_errors_carry_offsets(good):
     assert err.offset == 64 and 'checksum' in err.detail
     assert err.describe().startswith('396: ')
     assert fmt.FOOTER_SIZE == 512
+
+
+def test_stream_reader_with_wrong_parent():
+    base = small_dynamic()
+    child = builder.Dynamic(6 * MIB, disk_type=4, parent=base)
+    child.write(0, b'\x33' * 512)
+    other = small_dynamic().build()
+    data = child.build()
+    parent = reader.VHDFile(io.BytesIO(other), len(other), name='other')
+    with pytest.raises(errors.ChainError):
+        for _ in reader.StreamReader(io.BytesIO(data), len(data),
+                                     parents=[parent]).extents():
+            pass

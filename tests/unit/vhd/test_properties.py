@@ -151,10 +151,22 @@ def test_coalesce_equals_naive_overlay(chain):
         for offset, data in writes:
             layer[offset:offset + len(data)] = data
         expected = bytes(layer)
-    files = [reader.VHDFile(io.BytesIO(d), len(d), validate.UNLIMITED,
-                            leaf=(n == len(disks) - 1), name='%d' % n)
-             for n, d in enumerate(disks)]
-    chain_content = coalesce.ChainContent(list(reversed(files)))
+    def open_files():
+        return [reader.VHDFile(io.BytesIO(d), len(d), validate.UNLIMITED,
+                               leaf=(n == len(disks) - 1), name='%d' % n)
+                for n, d in enumerate(disks)]
+
+    # dynamic_stream closes the chain's files once it is read.
+    chain_content = coalesce.ChainContent(list(reversed(open_files())))
     merged = content.dynamic_stream(chain_content).read()
     raw, _ = stream_read(merged)
     assert raw == expected
+    if len(disks) > 1:
+        # The streaming reader of the leaf, given its parents, agrees.
+        leaf = disks[-1]
+        stream = reader.StreamReader(io.BytesIO(leaf), len(leaf),
+                                     parents=list(reversed(open_files()))[1:])
+        streamed = bytearray(len(expected))
+        for offset, data in stream.extents():
+            streamed[offset:offset + len(data)] = data
+        assert bytes(streamed) == expected
