@@ -32,6 +32,7 @@ requesting project's own account.
 import threading
 import urllib.parse
 
+import swiftclient
 from glance_store import capabilities
 from glance_store import driver
 from glance_store import exceptions
@@ -97,6 +98,12 @@ class StoreLocation(location.StoreLocation):
         self.scheme = SCHEME
 
 
+# What Swift and the adapters raise; anything else (e.g. Glance's own size-limit errors
+# raised by the image data it hands to `add`) passes through for Glance to answer.
+_SWIFT_FAILURES = ((errors.SwiftError, swiftclient.ClientException) + errors.TIMEOUT_ERRORS
+                   + errors.CONNECTION_ERRORS)
+
+
 def _translated(what):
     """Decorator: Swift adapter errors become glance_store exceptions with a message."""
 
@@ -104,9 +111,7 @@ def _translated(what):
         def run(self, *args, **kwargs):
             try:
                 return func(self, *args, **kwargs)
-            except exceptions.GlanceStoreException:
-                raise
-            except Exception as exc:
+            except _SWIFT_FAILURES as exc:
                 mapped = errors.to_store_exception(exc, what, self._timeout())
                 if mapped is exc:
                     raise
@@ -272,9 +277,7 @@ class Store(driver.Store):
 def _translating_iter(reader, what):
     try:
         yield from reader
-    except exceptions.GlanceStoreException:
-        raise
-    except Exception as exc:
+    except _SWIFT_FAILURES as exc:
         mapped = errors.to_store_exception(exc, what)
         LOG.error('%s: %s', what, getattr(mapped, 'msg', mapped))
         raise mapped from exc
