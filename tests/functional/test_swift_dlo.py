@@ -68,6 +68,7 @@ def test_round_trip(project, size, segments):
     reader = dlo.open_dlo(swift, container, obj, chunk_size=10000)
     assert reader.size == size
     assert b''.join(reader) == data
+    assert b''.join(dlo.open_dlo(swift, container, obj, via_manifest=True)) == data
     report = dlo.verify_dlo(swift, container, obj)
     assert report['ok'], report
     assert report['bytes_read'] == size
@@ -312,3 +313,25 @@ def test_ranges(project):
     conn.delete_object(container, dlo.segment_name(obj, 4))
     with pytest.raises(errors.IntegrityError):
         dlo.open_dlo_range(swift, container, obj, 0, 10)
+
+
+def test_segment_changed_after_the_listing_check(project):
+    swift, conn, container, obj, data = _damaged(project)
+    reader = dlo.open_dlo(swift, container, obj, chunk_size=SEG // 4)
+    # Damage lands between the up-front check and the read of that segment.
+    conn.put_object(container, dlo.segment_name(obj, 3), random_bytes(SEG))
+    received = bytearray()
+    with pytest.raises(errors.IntegrityError) as err:
+        for chunk in reader:
+            received += chunk
+    assert 'segment %s changed while being read' % dlo.segment_name(obj, 3) in str(err.value)
+    assert bytes(received) == data[:len(received)] and len(received) <= 2 * SEG
+
+
+def test_segment_deleted_after_the_listing_check(project):
+    swift, conn, container, obj, data = _damaged(project)
+    reader = dlo.open_dlo(swift, container, obj)
+    conn.delete_object(container, dlo.segment_name(obj, 5))
+    with pytest.raises(errors.IntegrityError) as err:
+        b''.join(reader)
+    assert 'segment %s is missing' % dlo.segment_name(obj, 5) in str(err.value)
