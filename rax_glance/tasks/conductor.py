@@ -162,7 +162,7 @@ class _TaskDispatch:
 
     def _run(self, job, task):
         """Compile, resume, run; True when the engine was suspended (we are stopping)."""
-        job_context = jobboard.make_job(task, self._conf).context
+        job_context = self._task_context(task)
         if hasattr(job_context, 'update_store'):
             job_context.update_store()  # pool threads are reused: this task's context
         LOG.info('Job %s: running task %s (%s) as %s', job.uuid, task['id'], task['type'],
@@ -186,6 +186,9 @@ class _TaskDispatch:
                 engine.suspend()
                 suspended = True
         return engine.storage.get_flow_state() == states.SUSPENDED
+
+    def _task_context(self, task):
+        return jobboard.make_job(task, self._conf).context
 
     def _settle(self, job, task_id, suspended):
         """The task must be final before its job goes; True consumes the job."""
