@@ -52,6 +52,9 @@ class WindowsDetector:
     def __init__(self):
         self._head = {}
         self._ntfs_sectors = set()
+        # Start sectors of the partitions once the partition table is known:
+        # then only those sectors are looked at, not every sector.
+        self._targets = None
         self.windows = False
         self.reason = None
 
@@ -67,14 +70,27 @@ class WindowsDetector:
                 start = (lba - first_lba) * SECTOR
                 self._head[lba] = bytes(view[start:start + SECTOR])
                 changed = True
-        for match in _NTFS_OEM.finditer(view):
-            position = match.start() - 3
-            if position % SECTOR:
-                continue
-            if is_ntfs_boot_sector(view[position:position + SECTOR]):
-                if len(self._ntfs_sectors) < _MAX_NTFS_SECTORS:
-                    self._ntfs_sectors.add(first_lba + position // SECTOR)
-                changed = True
+        if changed:
+            self._targets = self._known_partition_starts()
+        if self._targets is not None:
+            last_lba = first_lba + len(view) // SECTOR
+            for lba in self._targets:
+                if first_lba <= lba < last_lba:
+                    start = (lba - first_lba) * SECTOR
+                    if is_ntfs_boot_sector(view[start:start + SECTOR]):
+                        self._ntfs_sectors.add(lba)
+                        changed = True
+        else:
+            # The table is not known yet (blocks come in any order): note
+            # every NTFS boot sector.
+            for match in _NTFS_OEM.finditer(view):
+                position = match.start() - 3
+                if position % SECTOR:
+                    continue
+                if is_ntfs_boot_sector(view[position:position + SECTOR]):
+                    if len(self._ntfs_sectors) < _MAX_NTFS_SECTORS:
+                        self._ntfs_sectors.add(first_lba + position // SECTOR)
+                    changed = True
         if changed and self._decide():
             raise errors.WindowsImageError(self.reason)
 
@@ -82,6 +98,23 @@ class WindowsDetector:
         """Raise :class:`WindowsImageError` if the disk holds Windows."""
         if self._decide():
             raise errors.WindowsImageError(self.reason)
+
+    def _known_partition_starts(self):
+        """Sectors worth checking, or None while the table is incomplete."""
+        mbr = self._head.get(0)
+        if mbr is None:
+            return None
+        if any(mbr[446 + 16 * i + 4] == _GPT_PROTECTIVE for i in range(4)):
+            header = self._head.get(1)
+            if header is None or header[:8] != b'EFI PART':
+                return None
+            entries_lba, count, size = struct.unpack('<QII', header[72:88])
+            sectors = -(-min(count, 128) * size // SECTOR)
+            if entries_lba + sectors > _HEAD_SECTORS or any(
+                    lba not in self._head
+                    for lba in range(entries_lba, entries_lba + sectors)):
+                return None
+        return {0} | {start for start, _ in self._ntfs_partitions()}
 
     def _ntfs_partitions(self):
         mbr = self._head.get(0)
