@@ -40,7 +40,9 @@ class IterStream(io.RawIOBase):
     """A read-only file-like object over an iterator of bytes-like chunks.
 
     ``size`` is the total length when known.  What the iterator raises
-    (typed image errors included) comes out of :meth:`read`.
+    (typed image errors included) comes out of :meth:`read`.  ``read(n)``
+    returns ``bytes``; iterating yields bytes-like chunks (``bytes``,
+    ``bytearray`` or ``memoryview``), each independent of the next one.
     """
 
     def __init__(self, chunks, size=None):
