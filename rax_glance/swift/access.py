@@ -130,10 +130,14 @@ class ServiceAuth:
     def from_conf(cls, conf=CONF):
         group = getattr(conf, GROUP)
         os_options = {}
-        if group.auth_version == '3':
+        if group.auth_version != '1':
+            # Keystone: which object-store endpoint of the catalog is the service account's.
             os_options = {'project_name': group.project_name,
-                          'user_domain_name': group.user_domain_name,
-                          'project_domain_name': group.project_domain_name}
+                          'region_name': group.region_name,
+                          'endpoint_type': '%sURL' % group.endpoint_interface}
+        if group.auth_version == '3':
+            os_options.update(user_domain_name=group.user_domain_name,
+                              project_domain_name=group.project_domain_name)
         return cls(group.auth_url, group.user, group.key, group.auth_version, os_options,
                    group.timeout, group.cafile, group.insecure)
 

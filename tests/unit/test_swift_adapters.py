@@ -368,3 +368,15 @@ def test_store_configured_does_not_contact_swift():
     with pytest.raises(store_exc.BadStoreConfiguration) as err:
         store.get_size(loc)
     assert 'unreachable' in str(err.value)
+
+
+def test_service_auth_options_for_keystone_and_tempauth(conf):
+    for key, value in dict(auth_url='http://keystone/v3', user='glance', key='k',
+                           project_name='service', region_name='ORD',
+                           endpoint_interface='internal').items():
+        conf.set_override(key, value, group='rax_swift')
+    assert access.ServiceAuth.from_conf(conf).os_options == {
+        'project_name': 'service', 'region_name': 'ORD', 'endpoint_type': 'internalURL',
+        'user_domain_name': 'Default', 'project_domain_name': 'Default'}
+    conf.set_override('auth_version', '1', group='rax_swift')
+    assert access.ServiceAuth.from_conf(conf).os_options == {}
