@@ -249,20 +249,25 @@ class DLOWriter:
         seg_hash = None
         seg_len = 0
 
+        def done(future, spool):
+            if future.cancelled():  # never ran: its spool is still open
+                spool.close()
+            slots.release()
+
         def submit():
+            """Hand the full spool to a PUT worker; False if stopped while waiting."""
             nonlocal spool
             while not slots.acquire(timeout=0.2):
                 if self._stop_requested():
-                    spool.close()
-                    spool = None
-                    return
+                    return False
             md5_hex = seg_hash.hexdigest()
             seg_md5s.append(md5_hex)
             future = pool.submit(self._put_segment, segment_name(self.obj, index), spool,
                                  seg_len, md5_hex)
-            future.add_done_callback(lambda _f: slots.release())
+            future.add_done_callback(lambda f, s=spool: done(f, s))
             futures.append(future)
             spool = None
+            return True
 
         try:
             for chunk in _chunks(source):
@@ -288,10 +293,8 @@ class DLOWriter:
                     seg_hash.update(take)
                     seg_len += len(take)
                     view = view[len(take):]
-                    if seg_len == self.segment_size:
-                        submit()
-                        if spool is not None:  # not submitted: stop requested
-                            break
+                    if seg_len == self.segment_size and not submit():
+                        break
             if spool is not None and not self._stop_requested():
                 submit()
         finally:
