@@ -58,9 +58,12 @@ rules = [
         description='Rules that are referenced but not defined (and property-protection '
                     'rules missing from this file) fall back to this: operator only.'),
     policy.RuleDefault(
-        name='service_api', check_str='role:service or %s' % OPERATOR,
-        description='Service-to-service calls (for example Nova with a service token) and '
-                    'the operator. Unlike stock Glance, a customer `admin` is not a service.'),
+        name='service_api',
+        check_str='role:service or service_roles:service or %s' % OPERATOR,
+        description='Cloud services and the operator: a service user, or a user\'s request '
+                    'that carries a service token (Nova downloading an image to boot it, or '
+                    'copying protected properties onto a snapshot). Unlike stock Glance, a '
+                    'customer `admin` is not a service.'),
     policy.RuleDefault(
         name='rax_glance:customer_admin', check_str=_any_role(CUSTOMER_ADMIN_ROLES),
         description='Customer-admin roles: everything a customer may do in their project.'),
@@ -77,9 +80,10 @@ rules = [
         description='True when the image\'s `%s` is absent or `0`: its licence lets the '
                     'customer take the data out (export or download).' % LICENSE_PROPERTY),
     policy.RuleDefault(
-        name='rax_glance:property:operator', check_str=OPERATOR,
+        name='rax_glance:property:operator', check_str=SERVICE,
         description='Property protections (etc/property-protections.conf): writes reserved '
-                    'to the operator.'),
+                    'to the operator and cloud services (Nova copies these properties onto '
+                    'snapshots).'),
     policy.RuleDefault(
         name='rax_glance:property:customer_admin',
         check_str='%s or %s' % (OPERATOR, CUSTOMER_ADMIN),

@@ -76,3 +76,30 @@ def test_only_absent_or_zero_options_allow_a_download(glance_factory, licensed):
             assert resp.status_code == 200 and resp.content == DATA, ops
         else:
             assert resp.status_code == 403, ops
+
+
+def test_nova_with_a_service_token_may_boot_and_snapshot_licensed_images(glance_factory,
+                                                                         licensed):
+    """Nova acts with the user's token plus its service token (keystonemiddleware then sets
+    X-Service-Roles): it may fetch a licensed image to boot it and copy the protected
+    properties onto a snapshot. The same user without the service token may not."""
+    project, _, image_id = licensed
+    snapshot = {'name': 'snap', 'disk_format': 'vhd', 'container_format': 'ovf',
+                'image_type': 'snapshot', 'instance_uuid': '8c1e0b5e-2f4e-4f7e-9a55-1b2c3d4e5f60',
+                OPTIONS: '1', 'base_image_ref': image_id}
+    user = glance_factory(project, 'cloudImages:creator')
+    assert user.get('/v2/images/%s/file' % image_id).status_code == 403
+    assert user.post('/v2/images', json=snapshot).status_code == 403
+
+    nova = glance_factory(project, 'cloudImages:creator', user=user.user)
+    nova.session.headers['X-Service-Roles'] = 'service'
+    resp = nova.get('/v2/images/%s/file' % image_id)
+    assert resp.status_code == 200 and resp.content == DATA
+    resp = nova.post('/v2/images', json=snapshot)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()[OPTIONS] == '1' and resp.json()['owner'] == project
+    # The snapshot is as locked as its parent for the customer, even its admin.
+    admin = glance_factory(project, 'cloudImages:admin')
+    resp = admin.patch('/v2/images/%s' % resp.json()['id'],
+                       [{'op': 'replace', 'path': '/' + OPTIONS, 'value': '0'}])
+    assert resp.status_code == 403 and OPTIONS in resp.text, resp.text

@@ -176,6 +176,21 @@ def test_stock_admin_role_is_not_a_service(enforcer):
                    _image(owner=OTHER, **{'com.rackspace__1__options': '1'}), project='nova')
 
 
+def test_service_token_makes_a_request_a_service_one_and_nothing_more(enforcer):
+    # keystonemiddleware sets X-Service-Roles only for a valid service token (Nova's).
+    nova = dict(_creds(['cloudImages:creator']), service_roles=['service'])
+    licensed_public = _image(owner=OTHER, visibility='public',
+                             **{'com.rackspace__1__options': '1'})
+    assert enforcer.enforce('download_image', licensed_public, nova)
+    assert enforcer.enforce('rax_glance:property:operator', {}, nova)
+    assert not enforcer.enforce('context_is_admin', {}, nova)
+    assert not enforcer.enforce('modify_image', _image(owner=OTHER), nova)
+    assert not enforcer.enforce('publicize_image', OWN, nova)
+    customer = dict(_creds(list(ADMINS)), service_roles=['member'])
+    assert not enforcer.enforce('download_image', licensed_public, customer)
+    assert not enforcer.enforce('rax_glance:property:operator', {}, customer)
+
+
 def test_unknown_rules_fall_back_to_operator_only(enforcer):
     # Property-protection rules missing from the file resolve to `default`.
     assert allowed(enforcer, 'no_such_rule', [OPERATOR], {}, project=OPS)
