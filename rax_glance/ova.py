@@ -187,8 +187,43 @@ _PARALLEL_CHUNK = 1 << 20
 _thread_state = threading.local()
 
 
+_SAMPLE = 4096
+_STORED_MAX = 65535
+
+
+def _incompressible(data):
+    """Whether four 4 KiB samples of ``data`` all fail to shrink by 2 %."""
+    if len(data) < 8 * _SAMPLE:
+        return False
+    step = len(data) // 4
+    for start in range(0, 4 * step, step):
+        sample = data[start:start + _SAMPLE]
+        if len(isal_zlib.compress(sample, 1, -15)) < 0.98 * _SAMPLE:
+            return False
+    return True
+
+
+def _stored_blocks(data):
+    """``data`` as deflate stored blocks (the stream is byte aligned)."""
+    view = memoryview(data)
+    parts = []
+    for start in range(0, len(view), _STORED_MAX):
+        piece = view[start:start + _STORED_MAX]
+        parts.append(struct.pack('<BHH', 0, len(piece),
+                                 len(piece) ^ 0xFFFF))
+        parts.append(piece)
+    return b''.join(parts)
+
+
 def _deflate_chunk(level, data, zdict):
-    """Raw deflate of one chunk ending on a byte boundary, and its CRC."""
+    """Raw deflate of one chunk ending on a byte boundary, and its CRC.
+
+    Chunks of random-looking data (encrypted or already compressed files)
+    are stored as they are: deflate would spend most of its time on them
+    for nothing.
+    """
+    if _incompressible(data):
+        return _stored_blocks(data), isal_zlib.crc32(data)
     compressor = getattr(_thread_state, 'compressor', None)
     if compressor is None or _thread_state.level != level:
         # ISA-L's reusable stream for pigz-style compression; it releases
@@ -223,12 +258,21 @@ class _ParallelGzip:
         self.pending = [b'\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff']
 
     def write(self, data):
-        self.raw_bytes += len(data)
-        self._buffer += data
-        while len(self._buffer) >= _PARALLEL_CHUNK:
-            chunk = bytes(self._buffer[:_PARALLEL_CHUNK])
-            del self._buffer[:_PARALLEL_CHUNK]
-            self._submit(chunk)
+        view = memoryview(data).cast('B')
+        self.raw_bytes += len(view)
+        if self._buffer:
+            take = _PARALLEL_CHUNK - len(self._buffer)
+            self._buffer += view[:take]
+            view = view[take:]
+            if len(self._buffer) < _PARALLEL_CHUNK:
+                return
+            self._submit(bytes(self._buffer))
+            self._buffer = bytearray()
+        # Whole chunks straight from the caller's buffer (one copy).
+        while len(view) >= _PARALLEL_CHUNK:
+            self._submit(view[:_PARALLEL_CHUNK].tobytes())
+            view = view[_PARALLEL_CHUNK:]
+        self._buffer += view
 
     def _submit(self, chunk):
         zdict = memoryview(self._previous)[-_DEFLATE_WINDOW:]

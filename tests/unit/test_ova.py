@@ -343,3 +343,17 @@ def test_export_bare_images(tmp_path, disk_format):
 def test_export_image_refuses_other_formats():
     with pytest.raises(errors.PackageError):
         ova.export_image(io.BytesIO(b''), 0, 'bare', 'qcow2')
+
+
+def test_random_chunks_are_stored_and_still_valid_gzip():
+    random_data = os.urandom(3 * MIB)
+    assert ova._incompressible(random_data[:MIB])
+    assert not ova._incompressible(bytes(MIB))
+    assert not ova._incompressible(b'words and more words ' * 50000)
+    disk = small_vhd()
+    disk.write(0, random_data)
+    data = disk.build()
+    package = ova.pack_single_vhd(io.BytesIO(data), len(data),
+                                  threads=2).read()
+    assert read_all(package) == {'0.vhd': data}
+    assert gzip.decompress(package)[1024:1024 + len(data)] == data
