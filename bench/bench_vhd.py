@@ -305,7 +305,8 @@ def bench_size(size_gib, workdir, skip_engines):
     os.makedirs(d, exist_ok=True)
     raw = os.path.join(d, 'disk.raw')
     vhd = os.path.join(d, 'disk.vhd')
-    print('\n== %s GiB virtual disk ==' % size_gib, flush=True)
+    print('\n== %s GiB virtual disk (load average %.1f) =='
+          % (size_gib, os.getloadavg()[0]), flush=True)
     if not os.path.exists(raw):
         make_mixed_disk(raw, size)
     if not os.path.exists(vhd):
@@ -386,6 +387,7 @@ def bench_size(size_gib, workdir, skip_engines):
     rss_idle = peak_rss('idle')
     rss_import = peak_rss('ours_pack', vhd, package + '.rss')
     rss_export = peak_rss('export_job', package, os.path.join(d, 'exp.vhd'))
+    print('load average at the end: %.1f' % os.getloadavg()[0])
     print('peak RSS    import (check+pack) %.0f MiB, export (unpack+vhd) '
           '%.0f MiB; the interpreter with the modules loaded: %.0f MiB'
           % (rss_import, rss_export, rss_idle), flush=True)
