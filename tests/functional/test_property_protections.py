@@ -95,9 +95,18 @@ def test_read_roles_see_protected_values_but_cannot_change_them(world, roles):
     shown = reader.get('/v2/images/%s' % world['image'])
     assert shown.status_code == 200
     assert {k: shown.json().get(k) for k in PROTECTED} == PROTECTED
-    resp = _patch(reader, world['image'],
-                  {'op': 'replace', 'path': '/com.rackspace__1__options', 'value': '0'})
-    assert resp.status_code == 403
+    for ops in ([{'op': 'replace', 'path': '/com.rackspace__1__options', 'value': '0'}],
+                [{'op': 'remove', 'path': '/image_type'}],
+                [{'op': 'add', 'path': '/my_app', 'value': 'v1'}]):
+        assert _patch(reader, world['image'], *ops).status_code == 403, ops
+    resp = reader.post('/v2/images', json={'name': 'x', 'disk_format': 'raw',
+                                           'container_format': 'bare',
+                                           'com.rackspace__1__options': '0'})
+    assert resp.status_code == 403, resp.text
+    if roles == 'cloudImages:creator':  # may create images, so the property is the reason
+        assert _refused_naming(resp, 'com.rackspace__1__options'), resp.text
+    shown = reader.get('/v2/images/%s' % world['image']).json()
+    assert {k: shown.get(k) for k in PROTECTED} == PROTECTED and 'my_app' not in shown
 
 
 def test_operator_may_create_update_and_delete_protected_properties(world):
