@@ -218,6 +218,14 @@ def test_shipped_file_overrides_every_glance_rule_and_parses():
             assert not re.search(r'role:admin\b', check), name
 
 
+def test_every_glance_rule_has_a_cloud_images_default():
+    # A Glance upgrade adding a rule must not let its stock default (role:admin = cloud admin,
+    # role:member/reader) through unnoticed.
+    missing = {r.name for r in glance_policies.list_rules()} - {
+        r.name for r in policies.list_rules()}
+    assert not missing
+
+
 def test_effective_defaults_refuse_overrides_glance_does_not_define(monkeypatch):
     from oslo_policy.policy import RuleDefault
 
