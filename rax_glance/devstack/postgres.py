@@ -30,8 +30,12 @@ def _pg_bin(name):
 
 
 class PostgresCluster:
-    def __init__(self, state_dir):
-        self.dir = Path(state_dir) / 'postgres'
+    """The cluster lives in `runtime_dir` (the stack's tmpfs directory, removed by `down`):
+    the state dir may sit under a 0700 directory (pytest's tmp dirs do) that the `postgres`
+    user cannot traverse, and tmpfs makes the database fast."""
+
+    def __init__(self, runtime_dir):
+        self.dir = Path(runtime_dir) / 'postgres'
         self.data = self.dir / 'data'
         self.port = None
         self.user = None
@@ -51,6 +55,7 @@ class PostgresCluster:
         self.user = self._run_as()
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.user:
+            self.dir.parent.chmod(0o755)
             shutil.chown(self.dir, self.user)
         log = Path(logs_dir) / 'postgres-initdb.log'
         with open(log, 'ab') as fh:
