@@ -88,6 +88,11 @@ def main(argv=None):
     signal.signal(signal.SIGINT, _stop)
     conductor.connect()
     board.start_keeping()
+    # Tasks whose job never reached the board (glance-api died between record and post).
+    sweeper = conductor_mod.OrphanSweeper(board, jobboard.task_repo(conf), conf,
+                                          grace=opts.orphan_grace_seconds,
+                                          period=opts.orphan_grace_seconds / 2.0)
+    sweeper.start()
     LOG.info('Conductor %s (worker %s, pid %d) claiming jobs from the %s jobboard %r: %s, '
              'at most %d at once', name, executor_mod.worker_id(), os.getpid(), opts.board,
              opts.board_name, opts.conductor_type,
@@ -95,6 +100,7 @@ def main(argv=None):
     try:
         conductor.run()
     finally:
+        sweeper.stop()
         board.stop_keeping()
         with contextlib.suppress(Exception):
             conductor.close()

@@ -33,6 +33,8 @@ def _parser():
                          'TaskFlow jobboard')
     up.add_argument('--claim-expiry', type=float, default=10.0,
                     help='seconds before a dead conductor\'s jobs move to another one')
+    up.add_argument('--conductor-jobs', type=int, default=2,
+                    help='jobs each conductor runs at once (nonblocking conductors)')
     up.add_argument('--timeout', type=float, default=90.0,
                     help='seconds to wait for each server to be ready')
     sub.add_parser('down', help='stop the stack started from this state dir (idempotent)')
@@ -51,7 +53,8 @@ def main(argv=None):
                 raise stack.StackError('--conductors must be 0 or more')
             info = dev.up(db=args.db, glance_workers=args.glance_workers,
                           timeout=args.timeout, conductors=args.conductors,
-                          claim_expiry=args.claim_expiry)
+                          claim_expiry=args.claim_expiry,
+                          conductor_jobs=args.conductor_jobs)
             print('dev stack running: glance-api %s, swift %s (state dir %s)'
                   % (info['glance']['endpoint'], info['swift']['auth_url'],
                      info['state_dir']))

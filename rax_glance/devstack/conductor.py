@@ -10,7 +10,7 @@ from rax_glance.devstack import process
 READY_MARK = b'claiming jobs'
 
 
-def jobboard_sections(redis_host, claim_expiry=10):
+def jobboard_sections(redis_host, claim_expiry=10, conductor_jobs=2):
     """glance-api.conf settings that switch the tasks to the jobboard executor."""
     return {
         'rax_tasks': {'executor': 'jobboard'},
@@ -21,7 +21,7 @@ def jobboard_sections(redis_host, claim_expiry=10):
             # Short so a killed conductor's jobs move on quickly in tests and demos.
             'claim_expiry': str(claim_expiry),
             'conductor_type': 'nonblocking',
-            'max_simultaneous_jobs': '2',
+            'max_simultaneous_jobs': str(conductor_jobs),
             'poll_interval': '0.2',
         },
     }

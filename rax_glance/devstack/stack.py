@@ -75,7 +75,7 @@ class DevStack:
 
     # -- lifecycle ----------------------------------------------------------------------
     def up(self, db='sqlite', glance_workers=2, timeout=90.0, conductors=0,
-           claim_expiry=10):
+           claim_expiry=10, conductor_jobs=2):
         """Start everything; `conductors` > 0 adds Redis and that many rax-glance-conductor
         processes, and glance-api runs tasks through the jobboard instead of in-process."""
         if db not in DB_KINDS:
@@ -90,7 +90,7 @@ class DevStack:
         self._write_state(state)
         try:
             self._start_all(state, stack_id, db, glance_workers, timeout, conductors,
-                            claim_expiry)
+                            claim_expiry, conductor_jobs)
         except BaseException:
             self.down()
             raise
@@ -99,7 +99,7 @@ class DevStack:
         return self.describe()
 
     def _start_all(self, state, stack_id, db, glance_workers, timeout, conductors=0,
-                   claim_expiry=10):
+                   claim_expiry=10, conductor_jobs=2):
         swift = SwiftNode(self.state_dir, stack_id)
         state['swift'] = {'devices': str(swift.devices)}
         self._write_state(state)
@@ -114,7 +114,7 @@ class DevStack:
         self._write_state(state)
 
         if db == 'postgresql':
-            pg = PostgresCluster(self.state_dir)
+            pg = PostgresCluster(swift.devices)
             pg.configure(self.logs_dir)
             pg.start(self.logs_dir, record, timeout)
             db_url = pg.url
@@ -132,7 +132,7 @@ class DevStack:
             state['jobboard'] = {'redis': redis.host, 'claim_expiry': claim_expiry}
             self._write_state(state)
             for section, values in devstack_conductor.jobboard_sections(
-                    redis.host, claim_expiry).items():
+                    redis.host, claim_expiry, conductor_jobs).items():
                 sections.setdefault(section, {}).update(values)
 
         glance = GlanceServer(self.state_dir, workers=glance_workers)

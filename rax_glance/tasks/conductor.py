@@ -176,7 +176,12 @@ class _TaskDispatch:
                                           backend=self._persistence, **self._engine_options)
         engine.compile()
         engine.prepare()
-        fail_interrupted_atoms(engine.storage, persisted)
+        if fail_interrupted_atoms(engine.storage, persisted) and task['work']:
+            # What the dead conductor recorded (an image half written into the store, an
+            # export's segments) is removed first, the way recovery does it; the reverts
+            # that follow find nothing left and the failure is recorded last.
+            plugin = executor_mod.load_flow_plugin(task['type'])
+            plugin.cleanup(jobboard.make_job(task, self._conf), dict(task['work']))
         engine.validate()
         suspended = False
         for _state in engine.run_iter():
@@ -232,6 +237,71 @@ class _TaskDispatch:
             pass
         except Exception:
             LOG.warning('Could not remove the logbook of job %s', job.uuid, exc_info=True)
+
+
+class OrphanSweeper:
+    """Fails tasks that wait for a job the board does not have.
+
+    glance-api records a task, then posts its job: a glance-api that dies in between (or a
+    board that lost its data) leaves a task no conductor will ever see. Every `period` a
+    conductor looks for active tasks older than `grace` seconds without a job and fails
+    them with the "interrupted" message (compare-and-set on the record, so several
+    conductors sweeping at once fail a task once).
+    """
+
+    def __init__(self, board, repo, conf, grace, period):
+        self.board, self.repo, self.conf = board, repo, conf
+        self.grace, self.period = grace, period
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._loop, name='rax-orphan-sweeper',
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+
+    def _loop(self):
+        while not self._stop.wait(self.period):
+            try:
+                self.sweep()
+            except Exception:
+                LOG.warning('Looking for tasks without a job failed; retrying later',
+                            exc_info=True)
+
+    def sweep(self, now=None):
+        """Fail the orphans; returns their ids."""
+        import datetime
+
+        now = now or db_api.utcnow()
+        old = [t for t in self.repo.active()
+               if now - t['created_at'] > datetime.timedelta(seconds=self.grace)]
+        if not old:
+            return []
+        # Listed after the tasks were read: a job posted meanwhile is seen.
+        posted = {(job.details or {}).get('task_id') for job in self.board.iterjobs()}
+        failed = []
+        worker = executor_mod.worker_id()
+        for task in old:
+            if task['id'] in posted:
+                continue
+            if not self.repo.take_over(task, worker, self.conf.rax_tasks.lease_seconds):
+                continue
+            if task['work']:
+                try:
+                    plugin = executor_mod.load_flow_plugin(task['type'])
+                    plugin.cleanup(jobboard.make_job(task, self.conf), dict(task['work']))
+                except Exception:
+                    LOG.exception('Cleaning up after orphaned task %s failed', task['id'])
+            self.repo.finish(task['id'], worker, 'failure',
+                             self.conf.rax_tasks.task_time_to_live,
+                             message=messages.INTERRUPTED)
+            LOG.warning('Task %s (%s) had no job on the board; failed it', task['id'],
+                        task['type'])
+            failed.append(task['id'])
+        return failed
 
 
 def fail_interrupted_atoms(storage, names):

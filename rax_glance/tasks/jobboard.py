@@ -72,6 +72,10 @@ OPTS = [
     cfg.StrOpt('conductor_name',
                help='Name of this conductor on the board (claims are recorded under it, '
                     'with the host and pid). The host name when unset.'),
+    cfg.IntOpt('orphan_grace_seconds', default=300, min=10,
+               help='A pending or processing task older than this whose job is not on the '
+                    'board (glance-api died between recording the task and posting its '
+                    'job) is failed by the conductors with the "interrupted" message.'),
     cfg.FloatOpt('poll_interval', default=0.5, min=0.05,
                  help='Seconds an idle conductor waits before looking for jobs again.'),
 ]

@@ -5,6 +5,7 @@ The stack of this module is its own (`up(conductors=2)`, claims expiring after 3
 session stack keeps the in-process executor.
 """
 
+import json
 import os
 import re
 import shutil
@@ -146,27 +147,30 @@ def test_ten_tasks_spread_over_both_conductors(jb, project):
     assert len({t['result']['image_id'] for t in finished}) == 10
 
 
-def _export_killed_mid_upload(dev, db, glance, swift, image_id):
-    """Post an export and SIGKILL its conductor while the upload step runs and at least one
-    segment is in Swift; returns (task id, killed record) or (task id, None) if it was too
-    fast to catch."""
-    task = th.post_export(glance, image_id)
-    flow = 'rax-export-%s' % task['id']
-    prefix = '%s.vhd-' % image_id
+def _killed_mid_step(dev, db, glance, task, atom, started):
+    """SIGKILL the conductor running `task` while its step `atom` runs and `started()` says
+    it has written something; returns the killed record, or None if it was too fast."""
+    flow = 'rax-%s-%s' % (task['type'], task['id'])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if _atom_state(db, flow, 'upload_vhd') == 'RUNNING' and any(
-                o['name'].startswith(prefix) for o in
-                swift.get_container('exports', prefix=prefix)[1]):
+        if _atom_state(db, flow, atom) == 'RUNNING' and started():
             rec = _conductor_of(dev, _worker(db, task['id']))
             dev.kill_conductor(rec['index'], sig=signal.SIGKILL)
-            if _atom_state(db, flow, 'upload_vhd') == 'RUNNING':
-                return task['id'], rec
-            return task['id'], None
+            return rec if _atom_state(db, flow, atom) == 'RUNNING' else None
         if glance.get('/v2/tasks/%s' % task['id']).json()['status'] in th.FINAL:
-            return task['id'], None
+            return None
         time.sleep(0.005)
-    raise AssertionError('export %s never reached its upload step' % task['id'])
+    raise AssertionError('task %s never reached its step %s' % (task['id'], atom))
+
+
+def _export_killed_mid_upload(dev, db, glance, swift, image_id):
+    """Post an export and SIGKILL its conductor while the upload step runs and at least one
+    segment is in Swift; returns (task id, killed record or None)."""
+    task = th.post_export(glance, image_id)
+    prefix = '%s.vhd-' % image_id
+    rec = _killed_mid_step(dev, db, glance, task, 'upload_vhd', lambda: any(
+        o['name'].startswith(prefix) for o in swift.get_container('exports', prefix=prefix)[1]))
+    return task['id'], rec
 
 
 def test_sigkill_mid_export_the_other_conductor_reverts_it(jb, project):
@@ -199,6 +203,40 @@ def test_sigkill_mid_export_the_other_conductor_reverts_it(jb, project):
     again = th.run_export(glance, image['id'])
     assert again['status'] == 'success', again
     assert _atom_state(db, 'rax-export-%s' % task_id, 'upload_vhd') is None  # logbook gone
+    dev.start_conductor()
+
+
+def _work(db, task_id):
+    with db.connect() as conn:
+        return json.loads(conn.execute(sa.text('SELECT work FROM rax_tasks WHERE id = :i'),
+                                       {'i': task_id}).scalar() or '{}')
+
+
+def test_sigkill_mid_import_leaves_no_image_and_no_partial_data(jb, project):
+    dev, info, db = jb
+    glance, swift = project
+    store = os.path.join(info['glance']['config_dir'], 'images')
+    raw = os.urandom(40 * MIB)  # incompressible: packing it takes a while
+    th.upload(swift, 'exports', 'big.vhd', vhd_images.dynamic_vhd(raw))
+    killed = None
+    for _attempt in range(3):
+        task = th.post_import(glance, 'exports/big.vhd')
+
+        def writing(task_id=task['id']):
+            image_id = _work(db, task_id).get('image_id')
+            return bool(image_id) and os.path.exists(os.path.join(store, image_id))
+
+        killed = _killed_mid_step(dev, db, glance, task, 'upload_package', writing)
+        if killed is not None:
+            break
+        dev.start_conductor()
+        th.wait_task(glance, task['id'])
+    assert killed is not None, 'never caught an import in its upload step'
+    image_id = _work(db, task['id'])['image_id']
+    done = th.wait_task(glance, task['id'], timeout=120)
+    assert (done['status'], done['message']) == ('failure', messages.INTERRUPTED), done
+    assert glance.get('/v2/images/%s' % image_id).status_code == 404
+    assert not os.path.exists(os.path.join(store, image_id)), 'partial data left in the store'
     dev.start_conductor()
 
 

@@ -112,6 +112,9 @@ class FakeBoard:
         self.posted.append((name, book, details, job))
         return job
 
+    def iterjobs(self):
+        return [job for _name, _book, _details, job in self.posted]
+
     def claim(self, job, who, expiry=None):
         self.claims.append((job, who, expiry))
 
@@ -474,3 +477,27 @@ def test_sigterm_suspends_the_running_flow_after_its_current_step(conf, repo, tm
         saved = conn.get_logbook(book.uuid).find(flow_detail.uuid)
     assert saved.state == 'SUSPENDED'
     assert {d.name: d.state for d in saved} == {'slow': 'SUCCESS', 'never': 'PENDING'}
+
+
+def test_tasks_whose_job_never_reached_the_board_are_failed(conf, repo):
+    import datetime
+
+    board = FakeBoard()
+    posted = _task(repo)
+    board.post('job', details={'task_id': posted['id']})
+    orphan = _task(repo)
+    young = _task(repo)
+    done = _task(repo)
+    repo.finish(done['id'], done['worker'], 'success', 48, result={})
+    sweeper = conductor_mod.OrphanSweeper(board, repo, conf, grace=60, period=30)
+    later = db_api.utcnow() + datetime.timedelta(seconds=61)
+    with db_api.get_engine(conf.database.connection).begin() as conn:
+        conn.execute(db_api.T.update().where(db_api.T.c.id == young['id']).values(
+            created_at=later))
+    assert sweeper.sweep(now=later) == [orphan['id']]
+    failed = repo.get_any(orphan['id'])
+    assert (failed['status'], failed['message']) == ('failure', messages.INTERRUPTED)
+    for task in (posted, young):
+        assert repo.get_any(task['id'])['status'] == 'pending'
+    assert sweeper.sweep(now=later) == []  # once
+    assert sweeper.sweep() == []  # nothing is old yet
