@@ -107,7 +107,7 @@ def test_killed_glance_api_leaves_no_stuck_task_and_no_orphans(pg):
     # Nothing half-made: the project's images are exactly the successful imports' results.
     made = {t['result']['image_id'] for t in finished
             if t['status'] == 'success' and t['type'] == 'import'}
-    images = glance.get('/v2/images').json()['images']
+    images = glance.get('/v2/images?owner=%s' % glance.project).json()['images']
     assert {i['id'] for i in images} == made | {first['result']['image_id']}
     assert all(i['status'] == 'active' for i in images)
     after = _store_files(info)
