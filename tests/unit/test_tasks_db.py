@@ -120,3 +120,35 @@ def test_work_record_and_lease_renewal(repo):
     assert repo.renew_leases('w1', 600) == 1
     assert repo.get_any(task['id'])['lease_until'] > db_api.utcnow() + datetime.timedelta(
         seconds=500)
+
+
+def _manage(*args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    return subprocess.run([str(Path(sys.executable).parent / 'rax-glance-manage'), *args],
+                          capture_output=True, text=True)
+
+
+def test_manage_db_sync_uses_glance_database_or_the_override(tmp_path):
+    glance_db = tmp_path / 'glance.sqlite'
+    own_db = tmp_path / 'own.sqlite'
+    conf = tmp_path / 'glance-api.conf'
+    conf.write_text('[database]\nconnection = sqlite:///%s\n' % glance_db)
+    result = _manage('--config-file', str(conf), 'db_sync')
+    assert result.returncode == 0, result.stderr
+    assert migration.current_revision('sqlite:///%s' % glance_db) == '0001_rax_tasks'
+    conf.write_text(conf.read_text() + '[rax_tasks]\nconnection = sqlite:///%s\n' % own_db)
+    assert _manage('--config-file', str(conf), 'db_sync').returncode == 0
+    assert migration.current_revision('sqlite:///%s' % own_db) == '0001_rax_tasks'
+    version = _manage('--config-file', str(conf), 'db_version')
+    assert version.stdout.strip() == '0001_rax_tasks'
+
+
+def test_manage_without_a_database_explains(tmp_path):
+    conf = tmp_path / 'empty.conf'
+    conf.write_text('[DEFAULT]\n')
+    result = _manage('--config-file', str(conf), 'db_sync')
+    assert result.returncode != 0
+    assert 'no database' in result.stderr and 'Traceback' not in result.stderr
