@@ -4,6 +4,7 @@ under concurrent writes, as stock Glance does)."""
 import concurrent.futures
 import os
 import random
+import tempfile
 import time
 
 import pytest
@@ -121,6 +122,9 @@ def test_killed_glance_api_leaves_no_stuck_task_and_no_orphans(pg):
         assert len(exported) >= 2
     else:
         assert exported == []
+    # Nor a spool directory of any of these tasks (work_dir unset: the system temp dir).
+    assert not [t for t in tasks
+                if os.path.exists(os.path.join(tempfile.gettempdir(), 'rax-glance-task-' + t))]
     # No task of any project is left running on this stack.
     assert not [t for t in glance.get('/v2/tasks?limit=1000').json()['tasks']
                 if t['status'] in ACTIVE]

@@ -9,6 +9,9 @@ checksums (`rax_glance.store.swiftdlo.write_project_object`). The revert removes
 and every segment.
 """
 
+import os
+import shutil
+import tempfile
 import uuid
 
 import swiftclient
@@ -28,6 +31,7 @@ from rax_glance.vhd import validate as vhd_validate
 
 LOG = logging.getLogger(__name__)
 LICENSE_PROPERTY = 'com.rackspace__1__options'
+# (disk_format, container_format) the export can turn into one VHD.
 FORMATS = {('vhd', 'ovf'): 'package', ('vhd', 'bare'): 'vhd', ('raw', 'bare'): 'raw'}
 
 
@@ -135,15 +139,19 @@ class UploadVHD(tf_task.Task):
         super().__init__(name='upload_vhd')
         self.job = job
 
-    def _vhd_stream(self, image, kind):
-        tmpdir = self.job.conf.rax_tasks.work_dir
+    def _spool_dir(self):
+        """A directory of this task's own for spooled chains and conversions, so what a
+        killed process left there can be found and removed."""
+        base_dir = self.job.conf.rax_tasks.work_dir or tempfile.gettempdir()
+        path = os.path.join(base_dir, 'rax-glance-task-%s' % self.job.id)
+        self.job.remember('spool_dir', path)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def _vhd_stream(self, image, spool_dir):
         data = vhd_content.IterStream(image.get_data(), image.size)
-        if kind == 'package':
-            return ova.export_stream(data, tmpdir=tmpdir)
-        content = vhd_content.content_from_stream(data, image.size, image.disk_format,
-                                                  tmpdir=tmpdir,
-                                                  limits=vhd_validate.UNLIMITED)
-        return vhd_content.dynamic_stream(content)
+        return ova.export_image(data, image.size, image.container_format, image.disk_format,
+                                tmpdir=spool_dir, vhd_limits=vhd_validate.UNLIMITED)
 
     def execute(self, target, image_kind):
         ctx = self.job.context
@@ -152,8 +160,9 @@ class UploadVHD(tf_task.Task):
         self.job.remember('export', {'container': target['container'],
                                      'object': target['object']})
         fields = dict(target, image=target['image_id'])
+        spool_dir = self._spool_dir()
         try:
-            stream = self._vhd_stream(image, image_kind)
+            stream = self._vhd_stream(image, spool_dir)
             record = swiftdlo.write_project_object(ctx, target['container'], target['object'],
                                                    stream, conf=self.job.conf)
         except swift_errors.ContainerNotFound:
@@ -169,6 +178,8 @@ class UploadVHD(tf_task.Task):
             LOG.warning('Task %s: image %s cannot be exported: %s', self.job.id,
                         target['image_id'], exc.describe())
             raise messages.TaskFailed(messages.BAD_IMAGE_DATA % fields) from None
+        finally:
+            _remove_spool(self.job, spool_dir)
         LOG.info('Task %s: exported image %s to %s/%s (%s bytes, sha256 %s)', self.job.id,
                  target['image_id'], target['container'], target['object'],
                  record.get('size'), record.get('sha256'))
@@ -179,6 +190,11 @@ class UploadVHD(tf_task.Task):
         if export:
             _delete_export(self.job, export)
             self.job.forget('export')
+
+
+def _remove_spool(job, path):
+    shutil.rmtree(path, ignore_errors=True)
+    job.forget('spool_dir')
 
 
 def _delete_export(job, export):
@@ -203,3 +219,5 @@ class ExportFlow(base.FlowPlugin):
     def cleanup(self, job, work):
         if work.get('export'):
             _delete_export(job, work['export'])
+        if work.get('spool_dir'):
+            shutil.rmtree(work['spool_dir'], ignore_errors=True)
