@@ -207,3 +207,21 @@ def test_broken_stored_package_fails_cleanly(project, glance_factory):
     operator.upload(image['id'], gzip.compress(b'not a tar at all' * 1000))
     _expect_refusal(glance, swift, image['id'], 'The data of this image could not be '
                     'converted to a VHD for export. Image: %s' % image['id'])
+
+
+def test_unexpected_error_is_generic_for_the_user_and_logged(project, stack_info):
+    """The stored data of an image vanished (a broken store): not the user's doing."""
+    glance, swift = project
+    raw, _ = th.sample_disk(seed=13)
+    image = glance.create_image(disk_format='raw', container_format='bare')
+    glance.upload(image['id'], raw)
+    Path(stack_info['state_dir'], 'glance', 'images', image['id']).unlink()
+    before = _listing(swift)
+    task = th.run_export(glance, image['id'])
+    assert task['status'] == 'failure'
+    assert task['message'] == ('An unexpected error occurred while processing the task; '
+                               'nothing was kept. Please try again later or contact support.')
+    assert _listing(swift) == before
+    log = Path(stack_info['logs']['glance-api']).read_text(errors='replace')
+    assert 'Task %s (export) failed unexpectedly' % task['id'] in log
+    assert 'Traceback' in log.split('Task %s (export) failed unexpectedly' % task['id'])[1]
