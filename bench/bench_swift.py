@@ -49,9 +49,11 @@ def _child(argv):
     start = time.perf_counter()
     if job == 'upload':
         path, segment, concurrency, spool = argv[5], int(argv[6]), int(argv[7]), int(argv[8])
+        spool_dir = argv[9] or None
         with open(path, 'rb') as src:
             result = dlo.write_dlo(swift, container, obj, src, segment_size=segment,
-                                   concurrency=concurrency, spool_memory=spool)
+                                   concurrency=concurrency, spool_memory=spool,
+                                   spool_dir=spool_dir)
         size = result['size']
     else:
         reader = dlo.open_dlo(swift, container, obj, chunk_size=MIB)
@@ -132,6 +134,19 @@ def _make_source(path, size):
             n += 1
 
 
+class _ServerCpu:
+    """CPU seconds the Swift servers spent, so a job's whole cost (client + Swift) can be
+    compared: a number the machine's other load hardly changes, unlike wall time."""
+
+    def __init__(self, pids):
+        import psutil
+
+        self.procs = [psutil.Process(pid) for pid in pids]
+
+    def total(self):
+        return sum(sum(p.cpu_times()[:2]) for p in self.procs)
+
+
 def _private_swift(base):
     from rax_glance.devstack.swift import SwiftNode
 
@@ -151,6 +166,8 @@ def main():
     p.add_argument('--concurrency', type=int, default=4)
     p.add_argument('--spool-mib', type=int, default=4)
     p.add_argument('--repeat', type=int, default=2)
+    p.add_argument('--spool-dir', default='',
+                   help='[rax_swift] spool_dir for our upload (default: the system temp dir)')
     p.add_argument('--state-dir', help='use the Swift of this running dev stack')
     p.add_argument('--workdir', default=None, help='where the source file goes')
     args = p.parse_args()
@@ -164,10 +181,15 @@ def main():
     node = records = None
     try:
         if args.state_dir:
-            info = json.loads((Path(args.state_dir) / 'stack.json').read_text())['swift']
+            state = json.loads((Path(args.state_dir) / 'stack.json').read_text())
+            info = state['swift']
+            swift_pids = [p['pid'] for p in state['processes']
+                          if p['name'].startswith('swift-')]
         else:
             node, records = _private_swift(workdir / 'swift')
             info = node.describe()
+            swift_pids = [r['pid'] for r in records]
+        server = _ServerCpu(swift_pids)
         project = 'bench%s' % secrets.token_hex(3)
         url, token = swiftclient.get_auth(info['auth_url'], info['service_user'],
                                           info['service_key'], auth_version='1')
@@ -183,29 +205,35 @@ def main():
         swift_cli = [str(VENV_BIN / 'swift'), '--os-storage-url', storage_url,
                      '--os-auth-token', token]
         print('Swift %s, %d MiB stream, %d MiB segments, %d segments in flight (ours), '
-              'spool memory %d MiB' % (storage_url.rsplit('/v1/', 1)[0], args.size_mib,
-                                       args.segment_mib, args.concurrency, args.spool_mib))
+              'spool memory %d MiB, spool dir %s'
+              % (storage_url.rsplit('/v1/', 1)[0], args.size_mib, args.segment_mib,
+                 args.concurrency, args.spool_mib, args.spool_dir or tempfile.gettempdir()))
         results = {'upload': [], 'download': []}
         for i in range(args.repeat):
             base_name = 'base-%d' % i
             ours_name = 'ours-%d' % i
+            mark = server.total()
             b_up, b_up_rss, b_up_cpu = _baseline(swift_cli + [
                 'upload', '--use-dlo', '--segment-size', str(segment), '--object-name',
                 base_name, 'bench', str(src)], env)
+            b_up_srv, mark = server.total() - mark, server.total()
             o_up = _ours('upload', [storage_url, token, 'bench', ours_name, str(src),
                                     str(segment), str(args.concurrency),
-                                    str(args.spool_mib * MIB)])
+                                    str(args.spool_mib * MIB), args.spool_dir])
+            o_up_srv, mark = server.total() - mark, server.total()
             b_down, b_down_rss, b_down_cpu = _baseline(swift_cli + [
                 'download', 'bench', base_name, '-o', '/dev/null'], env)
+            b_down_srv, mark = server.total() - mark, server.total()
             o_down = _ours('download', [storage_url, token, 'bench', ours_name])
+            o_down_srv = server.total() - mark
             assert o_up['bytes'] == size and o_down['bytes'] == size
             results['upload'].append((b_up, o_up['seconds'], b_up_rss, o_up['max_rss'],
                                       o_up['max_rss'] - o_up['rss_before'], b_up_cpu,
-                                      o_up['cpu']))
+                                      o_up['cpu'], b_up_srv, o_up_srv))
             results['download'].append((b_down, o_down['seconds'], b_down_rss,
                                         o_down['max_rss'],
                                         o_down['max_rss'] - o_down['rss_before'], b_down_cpu,
-                                        o_down['cpu']))
+                                        o_down['cpu'], b_down_srv, o_down_srv))
             print('round %d: upload %.2fs vs %.2fs, download %.2fs vs %.2fs (baseline vs ours)'
                   % (i + 1, b_up, o_up['seconds'], b_down, o_down['seconds']), flush=True)
             # Both sides' objects go before the next round (keeps tmpfs small).
@@ -215,20 +243,23 @@ def main():
             from rax_glance.swift import dlo
             dlo.delete_dlo(access.ProjectSwift(storage_url, token=token), 'bench', ours_name)
 
-        print('\n%-9s %12s %12s %7s %13s %13s %15s %14s' % (
+        print('\n%-9s %12s %12s %7s %13s %13s %15s %14s %14s' % (
             'job', 'baseline', 'ours', 'ratio', 'base RSS MiB', 'ours RSS MiB',
-            'ours growth MiB', 'client CPU s'))
+            'ours growth MiB', 'client CPU s', 'Swift CPU s'))
         for job, runs in results.items():
             base = min(r[0] for r in runs)
             ours = min(r[1] for r in runs)
-            print('%-9s %7.1f MB/s %7.1f MB/s %6.2fx %13.0f %13.0f %15.0f %6.1f vs %4.1f' % (
-                job, size / base / 1e6, size / ours / 1e6, base / ours,
-                max(r[2] for r in runs) / MIB, max(r[3] for r in runs) / MIB,
-                max(r[4] for r in runs) / MIB, min(r[5] for r in runs),
-                min(r[6] for r in runs)))
+            print('%-9s %7.1f MB/s %7.1f MB/s %6.2fx %13.0f %13.0f %15.0f %6.1f vs %4.1f '
+                  '%6.1f vs %4.1f' % (
+                      job, size / base / 1e6, size / ours / 1e6, base / ours,
+                      max(r[2] for r in runs) / MIB, max(r[3] for r in runs) / MIB,
+                      max(r[4] for r in runs) / MIB, min(r[5] for r in runs),
+                      min(r[6] for r in runs), min(r[7] for r in runs),
+                      min(r[8] for r in runs)))
         print('(growth: peak RSS minus RSS after imports; bound (concurrency + 1) x spool '
               '+ a few 1 MiB buffers = %d MiB + buffers)'
               % ((args.concurrency + 1) * args.spool_mib))
+        print('(CPU: baseline vs ours, best round; Swift CPU = its four servers during the job)')
         print('\nbaseline: swift upload --use-dlo --segment-size %d / swift download -o '
               '/dev/null (python-swiftclient CLI); best of %d' % (segment, args.repeat))
     finally:
