@@ -96,6 +96,20 @@ def test_lost_segment_fails_the_download(glance_factory, store_account):
     assert resp.content != data
 
 
+def test_stray_object_fails_the_download(glance_factory, store_account):
+    swift, conn = store_account
+    glance = glance_factory()
+    data = random_bytes(MiB + 100)
+    image = _upload_to_swift(glance, data)
+    conn.put_object(CONTAINER, image['id'] + '-zz', b'appended')
+    assert conn.get_object(CONTAINER, image['id'])[1] == data + b'appended'
+    resp = glance.get('/v2/images/%s/file' % image['id'])
+    assert resp.status_code == 503, resp.status_code
+    # Deleting the image removes the stray object too: nothing is left under its name.
+    assert glance.delete('/v2/images/%s' % image['id']).status_code == 204
+    assert names_under(conn, CONTAINER, image['id']) == []
+
+
 def test_altered_bytes_cut_the_download_short(glance_factory, store_account):
     """Damage only the bytes can reveal (here a tampered record): the download starts but
     never completes, so a client sees a truncated transfer, not a valid image."""
