@@ -21,7 +21,6 @@ import json
 import os
 import sys
 
-import swiftclient
 from oslo_config import cfg
 
 from rax_glance.swift import access
@@ -126,8 +125,8 @@ def main(argv=None, out=None, err=None):
     except errors.SwiftError as exc:
         err.write('rax-glance-export-verify: %s\n' % exc.message)
         return EXIT_ERROR
-    except (swiftclient.ClientException,) + errors.TIMEOUT_ERRORS + errors.CONNECTION_ERRORS \
-            as exc:
+    except Exception as exc:
+        # Swift or network failures (and anything unforeseen): a message, not a traceback.
         err.write('rax-glance-export-verify: %s\n'
                   % errors.describe(exc, 'Checking %s' % args.path))
         return EXIT_ERROR

@@ -4,10 +4,12 @@ Every error has a ``message`` fit to show a user (no traceback, no credentials) 
 came from Swift, the ``http_status`` Swift answered.
 """
 
+import http.client
 import socket
 
 import requests
 import swiftclient
+import urllib3
 from glance_store import exceptions as store_exc
 
 
@@ -103,7 +105,9 @@ class SourceError(SwiftError):
 
 
 TIMEOUT_ERRORS = (requests.exceptions.Timeout, socket.timeout, TimeoutError)
-CONNECTION_ERRORS = (requests.exceptions.ConnectionError, ConnectionError)
+# Everything a broken or reset connection can raise through swiftclient/requests/urllib3.
+CONNECTION_ERRORS = (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
+                     http.client.HTTPException, ConnectionError)
 
 
 def describe(exc, what):

@@ -119,6 +119,8 @@ def test_user_credentials_reach_only_their_own_account(stack_info):
      'go together'),
     (['exports/x.vhd', '--project', '../AUTH_x', '--config-file', '/dev/null'],
      'Not a valid project id'),
+    (['exports/x.vhd', '--os-storage-url', 'http://127.0.0.1:9/v1/AUTH_x',
+      '--os-auth-token', 'tok'], 'Checking exports/x.vhd: cannot connect to Swift'),
 ])
 def test_usage_errors(args, message):
     proc = run(*args)
