@@ -142,7 +142,20 @@ def fetch_persistence(conf):
         if url not in _SCHEMA_READY:
             ensure_schema(backend, dedicated=bool(conf.rax_jobboard.persistence_connection))
             _SCHEMA_READY.add(url)
+    _share_connection(backend)
     return backend
+
+
+def _share_connection(backend):
+    """TaskFlow's SQL backend builds a new connection object -- a MetaData with its three
+    Table objects -- for every state change of every atom, which costs more CPU than the
+    SQL itself. That object holds nothing else (each call opens its own transaction on the
+    engine), so one per backend serves every thread."""
+    from taskflow.persistence.backends import impl_sqlalchemy
+
+    if isinstance(backend, impl_sqlalchemy.SQLAlchemyBackend):
+        shared = backend.get_connection()
+        backend.get_connection = lambda: shared
 
 
 def ensure_schema(backend, dedicated):
