@@ -104,14 +104,14 @@ _SWIFT_FAILURES = ((errors.SwiftError, swiftclient.ClientException) + errors.TIM
                    + errors.CONNECTION_ERRORS)
 
 
-def _translated(what):
+def _translated(what, failures=_SWIFT_FAILURES):
     """Decorator: Swift adapter errors become glance_store exceptions with a message."""
 
     def wrap(func):
         def run(self, *args, **kwargs):
             try:
                 return func(self, *args, **kwargs)
-            except _SWIFT_FAILURES as exc:
+            except failures as exc:
                 mapped = errors.to_store_exception(exc, what, self._timeout())
                 if mapped is exc:
                     raise
@@ -209,7 +209,9 @@ class Store(driver.Store):
     # -- the driver contract ------------------------------------------------------------
     @driver.back_compat_add
     @capabilities.check
-    @_translated('Adding image data to Swift')
+    # write_dlo wraps every Swift failure in a SwiftError and re-raises the image data's own
+    # errors untouched (a client that went away is not "cannot connect to Swift").
+    @_translated('Adding image data to Swift', failures=(errors.SwiftError,))
     def add(self, image_id, image_file, image_size, hashing_algo, context=None,
             verifier=None):
         """Store `image_file` as the DLO `<container>/<image_id>`.

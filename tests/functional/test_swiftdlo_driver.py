@@ -80,11 +80,13 @@ class SizeLimitExceeded(Exception):
     """Stands for Glance's own errors raised by the image data it hands to add()."""
 
 
-def test_errors_of_the_image_data_pass_through_and_nothing_is_left(store):
+@pytest.mark.parametrize('error', [SizeLimitExceeded('over the cap'),
+                                   ConnectionResetError('client went away')])
+def test_errors_of_the_image_data_pass_through_and_nothing_is_left(store, error):
     def data():
         yield random_bytes(SEG)
         yield random_bytes(SEG)
-        raise SizeLimitExceeded('over the cap')
+        raise error
 
     class Reader:
         def __init__(self):
@@ -94,7 +96,7 @@ def test_errors_of_the_image_data_pass_through_and_nothing_is_left(store):
             return next(self.it, b'')
 
     image_id = str(uuid.uuid4())
-    with pytest.raises(SizeLimitExceeded):
+    with pytest.raises(type(error)):
         store.add(image_id, Reader(), 0, 'sha512')
     conn = store._account().connection()
     assert names_under(conn, store.store_conf.swiftdlo_container, image_id) == []
