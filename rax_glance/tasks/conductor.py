@@ -137,6 +137,17 @@ class _TaskDispatch:
             LOG.exception('Job %s: cannot read or take task %s; leaving it to others',
                           job.uuid, task_id)
             return False
+        auth = details.get('auth') or {}
+        if auth.get('token'):
+            # Keystone-mode Swift access of the creating request, for this run only.
+            executor_mod.stash_request_auth(task_id, auth['token'], auth.get('catalog'))
+        try:
+            return self._run_and_settle(job, task)
+        finally:
+            executor_mod._drop_request_auth(task_id)
+
+    def _run_and_settle(self, job, task):
+        task_id = task['id']
         suspended = False
         try:
             suspended = self._run(job, task)

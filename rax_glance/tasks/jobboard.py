@@ -334,8 +334,12 @@ class RecordSuccess(_tf_task_base()):
 
 
 # -- the executor glance-api loads ----------------------------------------------------------
-def post_task(board, persistence, task):
-    """A logbook + flow detail (with the factory) for `task`, and its job on the board."""
+def post_task(board, persistence, task, auth=None):
+    """A logbook + flow detail (with the factory) for `task`, and its job on the board.
+
+    `auth` ({'token', 'catalog'}: keystone-mode Swift access of the creating request) goes in
+    the job posting only, never in the SQL flow state, like the in-process executor keeps it
+    in memory only."""
     from taskflow import engines
     from taskflow.persistence import models
 
@@ -349,6 +353,8 @@ def post_task(board, persistence, task):
         conn.save_logbook(book)
     details = {'task_id': task['id'], 'task_type': task['type'],
                'flow_uuid': flow_detail.uuid, 'store': {}}
+    if auth:
+        details['auth'] = auth
     return board.post('%s%s' % (JOB_PREFIX, task['id']), book=book, details=details)
 
 
@@ -378,9 +384,12 @@ class JobboardExecutor(executor_mod.TaskExecutor):
 
     def submit(self, task_id):
         task = self.repo.get_any(task_id)
+        token, catalog = executor_mod.request_auth(task_id)
+        executor_mod._drop_request_auth(task_id)  # it travels with the job from here
+        auth = {'token': token, 'catalog': catalog} if token else None
         try:
             self.start()
-            job = post_task(self._board, self._persistence, task)
+            job = post_task(self._board, self._persistence, task, auth)
         except Exception:
             # The task must not wait forever for a job that does not exist.
             LOG.exception('Task %s: posting its job failed; failing the task', task_id)

@@ -501,3 +501,30 @@ def test_tasks_whose_job_never_reached_the_board_are_failed(conf, repo):
         assert repo.get_any(task['id'])['status'] == 'pending'
     assert sweeper.sweep(now=later) == []  # once
     assert sweeper.sweep() == []  # nothing is old yet
+
+
+def test_keystone_credentials_travel_in_the_job_only(conf, repo, dispatcher):
+    task = _task(repo)
+    executor_mod.stash_request_auth(task['id'], 'user-token', [{'type': 'object-store'}])
+    executor = jobboard.JobboardExecutor(conf, repo, lambda task: None)
+    board = FakeBoard()
+    executor._board, executor._persistence = board, jobboard.fetch_persistence(conf)
+    executor._pid = os.getpid()
+    executor.submit(task['id'])
+    _name, book, details, job = board.posted[0]
+    assert details['auth'] == {'token': 'user-token', 'catalog': [{'type': 'object-store'}]}
+    assert executor_mod.request_auth(task['id']) == (None, None)  # not kept in glance-api
+    with contextlib.closing(executor._persistence.get_connection()) as conn:
+        assert 'user-token' not in repr(conn.get_logbook(book.uuid).find(
+            details['flow_uuid']).meta)
+    seen = {}
+
+    def run(job, task):
+        seen['auth'] = executor_mod.request_auth(task['id'])
+        repo.finish(task['id'], dispatcher.worker, 'success', 48, result={})
+        return False
+
+    dispatcher._run = run
+    assert dispatcher._dispatch_job(job) is True
+    assert seen['auth'] == ('user-token', [{'type': 'object-store'}])
+    assert executor_mod.request_auth(task['id']) == (None, None)  # dropped after the run
