@@ -139,6 +139,7 @@ class DLOWriter:
         self._attempted = []  # segment names whose PUT started: cleanup deletes them
         self._attempted_lock = threading.Lock()
         self._manifest_written = False
+        self._conns = []
 
     # -- control ------------------------------------------------------------------------
     def cancel(self):
@@ -157,6 +158,8 @@ class DLOWriter:
         conn = getattr(self._local, 'conn', None)
         if conn is None:
             conn = self._local.conn = _connect(self.swift)
+            with self._attempted_lock:
+                self._conns.append(conn)
         return conn
 
     def _preflight(self, conn):
@@ -208,8 +211,14 @@ class DLOWriter:
         Returns a dict: container, object, location, size, segment_size, segment_count,
         md5, sha256, segments_etag, hashes (every computed digest by algorithm), segments.
         """
-        conn = _connect(self.swift)
-        self._local.conn = conn
+        try:
+            return self._write_checked(source)
+        finally:
+            for conn in self._conns:
+                conn.close()
+
+    def _write_checked(self, source):
+        conn = self._thread_conn()
         try:
             self._preflight(conn)
         except Exception as exc:
@@ -370,6 +379,7 @@ class DLOWriter:
             return []
         deadline = time.monotonic() + self.cleanup_timeout
         conn = _connect(self.swift)
+        self._conns.append(conn)
         leftovers = []
         for name in doomed:
             if not _delete_with_retry(conn, self.container, name, deadline):
