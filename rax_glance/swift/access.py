@@ -43,11 +43,13 @@ OPTS = [
     cfg.URIOpt('auth_url', help='Auth endpoint of the service credentials, e.g. '
                                 'http://swift:8080/auth/v1.0 (tempauth) or '
                                 'http://keystone:5000/v3.'),
-    cfg.StrOpt('auth_version', default='3', choices=['1', '2.0', '3'],
-               help='Auth protocol version of auth_url (1 for tempauth/swauth).'),
+    cfg.StrOpt('auth_version', default='3', choices=[
+        ('1', 'Swift v1 auth (tempauth, swauth)'), ('2.0', 'Keystone v2.0'),
+        ('3', 'Keystone v3')],
+        help='Auth protocol of auth_url.'),
     cfg.StrOpt('user', help='Service user name (tempauth: account:user).'),
     cfg.StrOpt('key', secret=True, help='Password or key of the service user.'),
-    cfg.StrOpt('project_name', help='Project of the service user (Keystone v3 only).'),
+    cfg.StrOpt('project_name', help='Project of the service user (Keystone only).'),
     cfg.StrOpt('user_domain_name', default='Default',
                help='Domain of the service user (Keystone v3 only).'),
     cfg.StrOpt('project_domain_name', default='Default',
