@@ -7,7 +7,10 @@ NTFS boot sector:
   GPT partition of type "Microsoft basic data"
   (EBD0A0A2-B9E5-4433-87C0-68B6B72699C7), whose first sector carries the
   NTFS OEM id ``"NTFS    "`` and the 0x55AA signature;
-* or a disk without partition table whose sector 0 is an NTFS boot sector.
+* or a disk without partition table whose sector 0 is an NTFS boot sector;
+* a BitLocker volume (OEM id ``"-FVE-FS-"``) counts as NTFS;
+* a Windows dynamic disk (MBR type 0x42 or a GPT "LDM metadata"
+  partition) is Windows-only by itself.
 
 A partition type alone is not enough (exFAT shares 0x07, Linux used the
 basic data GUID for years), nor an NTFS volume alone (a data disk).
@@ -37,12 +40,15 @@ _HEAD_SECTORS = 34
 _NTFS_MBR_TYPES = (0x07, 0x17, 0x27)
 _GPT_PROTECTIVE = 0xEE
 _BASIC_DATA = uuid.UUID('EBD0A0A2-B9E5-4433-87C0-68B6B72699C7').bytes_le
-_NTFS_OEM = re.compile(rb'NTFS    ')
+_LDM_MBR_TYPE = 0x42
+_LDM_METADATA = uuid.UUID('5808C8AA-7E8F-42E0-85D2-E1E90434CFB3').bytes_le
+_NTFS_OEM_IDS = (b'NTFS    ', b'-FVE-FS-')
+_NTFS_OEM = re.compile(rb'NTFS    |-FVE-FS-')
 _MAX_NTFS_SECTORS = 4096
 
 
 def is_ntfs_boot_sector(sector):
-    return (len(sector) >= SECTOR and bytes(sector[3:11]) == b'NTFS    '
+    return (len(sector) >= SECTOR and bytes(sector[3:11]) in _NTFS_OEM_IDS
             and bytes(sector[510:512]) == b'\x55\xaa')
 
 
@@ -55,6 +61,7 @@ class WindowsDetector:
         # Start sectors of the partitions once the partition table is known:
         # then only those sectors are looked at, not every sector.
         self._targets = None
+        self._ldm = None
         self.windows = False
         self.reason = None
 
@@ -129,6 +136,9 @@ class WindowsDetector:
             if kind in _NTFS_MBR_TYPES and count:
                 starts.append((start, 'MBR partition %d (type 0x%02x)'
                                % (i + 1, kind)))
+            elif kind == _LDM_MBR_TYPE:
+                self._ldm = 'MBR partition %d is a Windows dynamic disk' % (
+                    i + 1)
             elif kind == _GPT_PROTECTIVE:
                 gpt = True
         if gpt:
@@ -150,6 +160,9 @@ class WindowsDetector:
             if sector is None or offset + 128 > SECTOR:
                 continue
             entry = sector[offset:offset + 128]
+            if entry[:16] == _LDM_METADATA:
+                self._ldm = ('GPT partition %d is Windows dynamic disk '
+                             'metadata' % (i + 1))
             if entry[:16] == _BASIC_DATA:
                 first = struct.unpack('<Q', entry[32:40])[0]
                 found.append((first, 'GPT partition %d (basic data)'
@@ -159,10 +172,13 @@ class WindowsDetector:
     def _decide(self):
         if self.windows:
             return True
+        partitions = self._ntfs_partitions()
         if 0 in self._ntfs_sectors:
             self.reason = 'sector 0 is an NTFS boot sector'
+        elif self._ldm:
+            self.reason = self._ldm
         else:
-            for start, what in self._ntfs_partitions():
+            for start, what in partitions:
                 if start in self._ntfs_sectors:
                     self.reason = ('%s starts with an NTFS boot sector at '
                                    'sector %d' % (what, start))

@@ -25,6 +25,8 @@ def boot_sector(oem):
 
 
 NTFS = boot_sector(b'NTFS    ')
+BITLOCKER = boot_sector(b'-FVE-FS-')
+LDM_METADATA = uuid.UUID('5808C8AA-7E8F-42E0-85D2-E1E90434CFB3')
 EXFAT = boot_sector(b'EXFAT   ')
 
 
@@ -82,9 +84,12 @@ def detect(data, chunk=64 * 1024):
     (disk((0, mbr((0x07, 4096, 4000))), (MIB, NTFS)), False),  # elsewhere
     (disk((0, mbr((0x83, 2048, 4000))), (MIB + 3, NTFS)), False),
     (disk(), False),
+    (disk((0, mbr((0x07, 2048, 4000))), (MIB, BITLOCKER)), True),
+    (disk((0, mbr((0x42, 2048, 4000)))), True),
+    (disk((0, gpt((LDM_METADATA, 34), (LINUX_DATA, 2048)))), True),
 ], ids=['mbr-ntfs', 'mbr-second', 'mbr-hidden-re', 'gpt-ntfs', 'bare-ntfs',
         'linux-type', 'exfat', 'no-volume', 'gpt-exfat', 'other-lba',
-        'unaligned', 'empty'])
+        'unaligned', 'empty', 'bitlocker', 'ldm-mbr', 'ldm-gpt'])
 def test_detection(data, expected):
     assert detect(data) is expected
     assert detect(data, chunk=512) is expected
