@@ -7,9 +7,13 @@ import subprocess
 import tarfile
 
 import pytest
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from rax_glance import errors
 from rax_glance import ova
+from rax_glance.vhd import content as vhd_content
 from rax_glance.vhd import validate
 from tests.unit.vhd import builder
 from tests.unit.vhd.helpers import stream_read
@@ -357,3 +361,22 @@ def test_random_chunks_are_stored_and_still_valid_gzip():
                                   threads=2).read()
     assert read_all(package) == {'0.vhd': data}
     assert gzip.decompress(package)[1024:1024 + len(data)] == data
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(st.lists(st.binary(max_size=3000), min_size=1, max_size=4),
+       st.sampled_from([1, 2]), st.integers(1, 70000))
+def test_package_round_trip_any_sizes_and_read_sizes(payloads, threads,
+                                                     read_size):
+    """Members of any size survive pack -> bounded read, whatever the reads."""
+    pumps = [('%d.vhd' % n, len(data), ova._file_pump(io.BytesIO(data),
+                                                      len(data)))
+             for n, data in enumerate(payloads)]
+    stream = vhd_content.IterStream(
+        ova._package_chunks(pumps, None, None, 0, threads))
+    package = b''.join(iter(lambda: stream.read(read_size), b''))
+    got = {}
+    for member in ova.iter_members(io.BytesIO(package)):
+        got[member.name] = b''.join(
+            iter(lambda m=member: m.stream.read(read_size), b''))
+    assert got == {'%d.vhd' % n: data for n, data in enumerate(payloads)}
