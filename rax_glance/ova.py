@@ -19,15 +19,19 @@ Export (one dynamic VHD of the package's coalesced chain)::
     for chunk in vhd_stream: ...    # or vhd_stream.read(n)
 
 A package holding a single stand-alone dynamic VHD streams straight
-through; a chain is spooled to a private directory under ``tmpdir`` and
-coalesced from there.  Other helpers: :func:`iter_members` (the bounded
-reader), :func:`unpack` (to a directory), :func:`pack_files` (operator
-CLI).  Bad input raises only :class:`rax_glance.errors.ImageError`
-subclasses (:class:`~rax_glance.errors.PackageError` for the package
-itself).
+through; a chain (or a fixed disk) is spooled to a private directory under
+``tmpdir`` and coalesced from there.  :func:`export_image` also takes bare
+``vhd`` and ``raw`` images.  Other helpers: :func:`iter_members` (the
+bounded reader, limits in :class:`PackageLimits`), :func:`check_package`,
+:func:`unpack` (to a directory), :func:`pack_files` (operator CLI).  Bad
+input raises only :class:`rax_glance.errors.ImageError` subclasses
+(:class:`~rax_glance.errors.PackageError` for the package itself,
+:class:`~rax_glance.errors.ChainError` for its chain).
 
-The deflate engine is ISA-L (``isal``) at level 1 when installed, the
-standard library's zlib otherwise: see ``doc/benchmarks-vhd.md``.
+The deflate engine is ISA-L (``isal``) at level 3, in 1 MiB chunks on
+``DEFAULT_THREADS`` worker threads (pigz-style, random-looking chunks
+stored), or the standard library's zlib (``engine='zlib'``): chosen by
+measurement, see ``doc/benchmarks-vhd.md``.
 """
 
 import collections
