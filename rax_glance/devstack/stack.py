@@ -174,8 +174,12 @@ class DevStack:
 
     def kill_conductor(self, index, sig=9):
         """Signal conductor `index` (SIGKILL by default) and wait until it is gone."""
-        rec = next(p for p in self.conductors() if p['index'] == index)
+        state = self.read_state()
+        rec = next(p for p in state['processes']
+                   if p['name'].startswith('conductor-') and p['index'] == index)
         process.stop([rec], sig=sig, timeout=30)
+        rec['stopped'] = True  # on purpose: the stack is not degraded by it
+        self._write_state(state)
         return rec
 
     def _refuse_running_or_stale(self):
@@ -235,7 +239,8 @@ class DevStack:
             return {'status': 'absent', 'state_dir': str(self.state_dir)}
         procs = state.get('processes', [])
         status = state.get('status')
-        if status == 'running' and not all(process.is_alive(p) for p in procs):
+        if status == 'running' and not all(process.is_alive(p) for p in procs
+                                           if not p.get('stopped')):
             status = 'degraded'
         return {
             'status': status,
