@@ -54,6 +54,22 @@ def _setup_glance(conf, argv):
         glance_store.verify_default_store()
 
 
+def _fail(message):
+    LOG.error(message)
+    print('rax-glance-conductor: error: %s' % message, file=sys.stderr)
+    return 1
+
+
+def _safe_url(url):
+    """A database URL without its password, for messages."""
+    try:
+        import sqlalchemy
+
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return '<database>'
+
+
 def main(argv=None):
     conf = cfg.CONF
     try:
@@ -70,11 +86,22 @@ def main(argv=None):
     # Claims are made in this name: unique per process, so no two conductors share one.
     name = '%s@%s' % (conf.name or opts.conductor_name or socket.gethostname(),
                       executor_mod.worker_id())
-    persistence = jobboard.fetch_persistence(conf)
-    board = conductor_mod.ClaimKeepingBoard(jobboard.fetch_board(conf, persistence),
-                                            opts.claim_expiry)
-    conductor = conductor_mod.make_conductor(conf, board, persistence,
-                                             jobboard.task_repo(conf), name)
+    try:
+        persistence = jobboard.fetch_persistence(conf)
+    except Exception as exc:
+        LOG.debug('Flow state database unusable', exc_info=True)
+        return _fail('cannot use the flow state database (%s): %s'
+                     % (_safe_url(jobboard.persistence_url(conf)), exc))
+    try:
+        board = conductor_mod.ClaimKeepingBoard(jobboard.fetch_board(conf, persistence),
+                                                opts.claim_expiry)
+        conductor = conductor_mod.make_conductor(conf, board, persistence,
+                                                 jobboard.task_repo(conf), name)
+        conductor.connect()
+    except Exception as exc:
+        LOG.debug('Jobboard unusable', exc_info=True)
+        return _fail('cannot connect to the %s jobboard at %s: %s'
+                     % (opts.board, ', '.join(opts.hosts), exc))
     stopping = threading.Event()
 
     def _stop(signum, _frame):
@@ -86,7 +113,6 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    conductor.connect()
     board.start_keeping()
     # Tasks whose job never reached the board (glance-api died between record and post).
     sweeper = conductor_mod.OrphanSweeper(board, jobboard.task_repo(conf), conf,

@@ -528,3 +528,20 @@ def test_keystone_credentials_travel_in_the_job_only(conf, repo, dispatcher):
     assert dispatcher._dispatch_job(job) is True
     assert seen['auth'] == ('user-token', [{'type': 'object-store'}])
     assert executor_mod.request_auth(task['id']) == (None, None)  # dropped after the run
+
+
+def test_conductor_cli_without_a_board_says_so_without_a_traceback(tmp_path):
+    conf_file = tmp_path / 'glance-api.conf'
+    conf_file.write_text('[database]\nconnection = sqlite:///%s\n[rax_jobboard]\n'
+                         'hosts = 127.0.0.1:1\n' % (tmp_path / 'g.sqlite'))
+    cli = os.path.join(os.path.dirname(sys.executable), 'rax-glance-conductor')
+    result = subprocess.run([cli, '--config-file', str(conf_file)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1
+    assert ('rax-glance-conductor: error: cannot connect to the redis jobboard at '
+            '127.0.0.1:1') in result.stderr
+    assert 'Traceback' not in result.stderr
+    missing = subprocess.run([cli, '--config-file', str(tmp_path / 'absent.conf')],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and 'absent.conf' in missing.stderr
+    assert 'Traceback' not in missing.stderr
