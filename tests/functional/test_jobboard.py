@@ -241,6 +241,38 @@ def test_sigkill_mid_import_leaves_no_image_and_no_partial_data(jb, project):
     dev.start_conductor()
 
 
+def test_sigterm_mid_export_hands_the_flow_over_and_it_resumes(jb, project):
+    """A clean stop finishes the running step, suspends the flow and gives the job back;
+    the other conductor resumes it from the next step: the export succeeds."""
+    dev, _info, db = jb
+    glance, swift = project
+    image = glance.create_image(disk_format='raw', container_format='bare')
+    glance.upload(image['id'], os.urandom(40 * MIB))
+    task = th.post_export(glance, image['id'])
+    flow = 'rax-export-%s' % task['id']
+    deadline = time.monotonic() + 60
+    while _atom_state(db, flow, 'upload_vhd') != 'RUNNING':
+        assert time.monotonic() < deadline, 'the export never reached its upload step'
+        assert glance.get('/v2/tasks/%s' % task['id']).json()['status'] not in th.FINAL
+        time.sleep(0.005)
+    stopped = _conductor_of(dev, _worker(db, task['id']))
+    dev.kill_conductor(stopped['index'], sig=signal.SIGTERM)
+    with open(stopped['log']) as fh:
+        log = fh.read()
+    assert 'suspending job' in log and re.search(r'Conductor %s@\S+ stopped' % stopped['name'],
+                                                  log)
+    done = th.wait_task(glance, task['id'], timeout=120)
+    assert done['status'] == 'success', done
+    assert done['result'] == {'export_location': 'exports/%s.vhd' % image['id']}
+    resumed_by = _conductor_of(dev, _worker(db, task['id']))
+    assert resumed_by['name'] != stopped['name']
+    with open(resumed_by['log']) as fh:
+        assert 'running task %s' % task['id'] in fh.read()
+    headers = swift.head_object('exports', '%s.vhd' % image['id'])
+    assert int(headers['x-object-meta-rax-dlo-size']) > 40 * MIB
+    dev.start_conductor()
+
+
 def test_conductor_started_after_jobs_were_posted_picks_them_up(jb, project):
     dev, _info, db = jb
     glance, swift = project
