@@ -68,3 +68,19 @@ def test_task_rbac(glance_factory):
         assert glance_factory(owner, roles=roles).post(
             '/v2/tasks', json=IMPORT).status_code == 201, roles
     assert len(admin.get('/v2/tasks').json()['tasks']) == 3
+
+
+def test_paging_and_sorting_over_http(glance_factory):
+    glance = glance_factory()
+    made = [glance.post('/v2/tasks', json=IMPORT).json()['id'] for _ in range(3)]
+    seen, url = [], '/v2/tasks?limit=2&sort_key=created_at&sort_dir=asc'
+    while url:
+        page = glance.get(url)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body['tasks']) <= 2 and body['schema'] == '/v2/schemas/tasks'
+        seen += [t['id'] for t in body['tasks']]
+        url = body.get('next')
+    assert seen == made
+    newest_first = [t['id'] for t in glance.get('/v2/tasks').json()['tasks']]
+    assert newest_first == list(reversed(made))
