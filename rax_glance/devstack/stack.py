@@ -44,11 +44,6 @@ def bundle_glance_sections(swift_info):
             'store_description': 'Swift (verified Dynamic Large Objects)',
             'swiftdlo_container': 'glance-images',
         },
-        'rax_tasks': {
-            # 64 MiB instead of 40 GiB so tests can reach the physical size limit (609)
-            # with a small file; the virtual size limit (413) keeps the documented 40 GB.
-            'max_physical_size_gb': '0.0625',
-        },
     }
 
 
@@ -75,9 +70,10 @@ class DevStack:
 
     # -- lifecycle ----------------------------------------------------------------------
     def up(self, db='sqlite', glance_workers=2, timeout=90.0, conductors=0,
-           claim_expiry=10, conductor_jobs=2):
+           claim_expiry=10, conductor_jobs=2, glance_config=None):
         """Start everything; `conductors` > 0 adds Redis and that many rax-glance-conductor
-        processes, and glance-api runs tasks through the jobboard instead of in-process."""
+        processes, and glance-api runs tasks through the jobboard instead of in-process.
+        `glance_config` ({section: {key: value}}) is merged last into glance-api.conf."""
         if db not in DB_KINDS:
             raise StackError('unknown --db %r; choose one of %s' % (db, ', '.join(DB_KINDS)))
         self._refuse_running_or_stale()
@@ -90,7 +86,7 @@ class DevStack:
         self._write_state(state)
         try:
             self._start_all(state, stack_id, db, glance_workers, timeout, conductors,
-                            claim_expiry, conductor_jobs)
+                            claim_expiry, conductor_jobs, glance_config or {})
         except BaseException:
             self.down()
             raise
@@ -98,8 +94,8 @@ class DevStack:
         self._write_state(state)
         return self.describe()
 
-    def _start_all(self, state, stack_id, db, glance_workers, timeout, conductors=0,
-                   claim_expiry=10, conductor_jobs=2):
+    def _start_all(self, state, stack_id, db, glance_workers, timeout, conductors,
+                   claim_expiry, conductor_jobs, glance_config):
         swift = SwiftNode(self.state_dir, stack_id)
         state['swift'] = {'devices': str(swift.devices)}
         self._write_state(state)
@@ -135,6 +131,8 @@ class DevStack:
                     redis.host, claim_expiry, conductor_jobs).items():
                 sections.setdefault(section, {}).update(values)
 
+        for section, values in glance_config.items():
+            sections.setdefault(section, {}).update(values)
         glance = GlanceServer(self.state_dir, workers=glance_workers)
         glance.configure(db_url, sections)
         glance.db_sync(self.logs_dir)

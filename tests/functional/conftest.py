@@ -5,19 +5,21 @@ runs. `RAX_GLANCE_TEST_DB=postgresql` runs the shared stack on PostgreSQL instea
 """
 
 import os
-import shutil
-import tempfile
 
 import pytest
 
 from rax_glance.devstack.stack import DevStack
 from tests.functional import clients
 
+# 64 MiB instead of 40 GiB, so tests reach the physical size limit (609) with a small file;
+# the virtual size limit (413) keeps the documented 40 GB.
+TEST_GLANCE_CONFIG = {'rax_tasks': {'max_physical_size_gb': '0.0625'}}
+
 
 def _start(tmp_path_factory, name, db):
     dev = DevStack(tmp_path_factory.mktemp(name))
     try:
-        info = dev.up(db=db)
+        info = dev.up(db=db, glance_config=TEST_GLANCE_CONFIG)
     except Exception:
         dev.down()
         raise
@@ -34,21 +36,12 @@ def devstack(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
-def pg_devstack():
-    """A second stack on PostgreSQL, for concurrency (sqlite locks under concurrent writes)."""
-    # Not under pytest's tmp dir: that is private (0700) to us, and when we are root the
-    # cluster runs as the `postgres` user, which must reach its data directory.
-    state_dir = tempfile.mkdtemp(prefix='rax-glance-pg-devstack-')
-    os.chmod(state_dir, 0o755)
-    dev = DevStack(state_dir)
-    try:
-        info = dev.up(db='postgresql')
-    except Exception:
-        dev.down()
-        raise
+def pg_devstack(tmp_path_factory):
+    """A second stack on PostgreSQL, for concurrency (sqlite locks under concurrent writes).
+    Its cluster lives on the stack's tmpfs dir, which the `postgres` user can reach."""
+    dev, info = _start(tmp_path_factory, 'pg-devstack', 'postgresql')
     yield dev, info
     dev.down()
-    shutil.rmtree(state_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope='session')
