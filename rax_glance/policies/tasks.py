@@ -1,6 +1,6 @@
 """The bundle's own rules for the Cloud Images tasks API (import and export).
 
-The tasks filter enforces these in the request thread through `rax_glance.policies.enforce`.
+The tasks filter checks these in the request thread through `rax_glance.policies.authorize`.
 Targets: `project_id` is the task's owner (for a new task or a list, the caller's project).
 """
 

@@ -20,6 +20,7 @@ import webob
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from rax_glance import policies
 from rax_glance.tasks import executor as executor_mod
 from rax_glance.tasks import options
 from rax_glance.tasks import schemas
@@ -45,23 +46,6 @@ def _json(status, body, headers=None):
 def _error(status, message, headers=None):
     code, _, title = webob.Response(status=status).status.partition(' ')
     return _json(status, {'code': int(code), 'title': title, 'message': message}, headers)
-
-
-def enforce(context, rule, target):
-    """True when `context` may do `rule` on `target` (the bundle's registered rules)."""
-    try:
-        from rax_glance import policies
-    except ImportError:
-        policies = None
-    if policies is not None and hasattr(policies, 'authorize'):
-        return policies.authorize(context, rule, target)
-    # Narrow fallback while the policy module is absent: rules from the policy file only.
-    from glance.common import exception as glance_exc
-
-    try:
-        return bool(context.policy_enforcer.enforce(context, rule, target, registered=False))
-    except glance_exc.Forbidden:
-        return False
 
 
 def background_context(task):
@@ -151,7 +135,8 @@ class TasksFilter:
     def _allowed(self, ctx, rule):
         if ctx is None or not ctx.project_id:
             return False
-        return enforce(ctx, rule, {'project_id': ctx.project_id, 'owner': ctx.project_id})
+        return policies.authorize(ctx, rule, {'project_id': ctx.project_id,
+                                              'owner': ctx.project_id})
 
     def _schema(self, req):
         if req.method != 'GET':
