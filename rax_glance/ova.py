@@ -517,18 +517,7 @@ class _Inflater:
 
     def read_exact(self, size):
         """``size`` bytes, or fewer only at the end of the stream."""
-        out = self.read(size)
-        if len(out) == size or not out:
-            return out
-        parts = [out]
-        missing = size - len(out)
-        while missing:
-            more = self.read(missing)
-            if not more:
-                break
-            parts.append(more)
-            missing -= len(more)
-        return b''.join(parts)
+        return _read_exact(self, size)
 
 
 @dataclasses.dataclass
