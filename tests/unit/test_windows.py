@@ -1,6 +1,7 @@
 """Windows detection from the first sectors of a disk."""
 
 import io
+import random
 import struct
 import uuid
 
@@ -116,3 +117,233 @@ def test_import_package_refuses_windows_from_a_dynamic_vhd():
     # Operators may still package it without the check.
     assert ova.pack_single_vhd(io.BytesIO(data), len(data),
                                check_windows=False).read()
+
+
+# Logical partitions: an extended partition at EXT_START holds a chain of
+# EBRs, EBR k at EXT_START + k * EBR_STEP with its logical partition
+# LOGICAL_OFFSET sectors after it.
+EXT_START = 2048
+EBR_STEP = 1024
+LOGICAL_OFFSET = 256
+
+
+def ebr(logical=None, link=None, link_type=0x05):
+    """An EBR: ``logical`` (type, start from this EBR, sectors), ``link``
+    (start of the next EBR from the extended partition's start)."""
+    entries = [logical or (0, 0, 0)]
+    if link is not None:
+        entries.append((link_type, link, EBR_STEP))
+    return mbr(*entries)
+
+
+def ext4_superblock():
+    block = bytearray(2048)
+    struct.pack_into('<H', block, 1024 + 56, 0xEF53)     # s_magic
+    return bytes(block)
+
+
+def logical_disk(kinds, contents=None, ext_type=0x05, links=None):
+    """Disk with the logical partitions ``kinds`` (types) holding
+    ``contents`` ({logical index: bytes}); ``links`` overrides EBR links."""
+    contents = contents or {}
+    links = links or {}
+    count = len(kinds)
+    pieces = [(0, mbr((0x83, 63, 1900),
+                      (ext_type, EXT_START, EBR_STEP * count)))]
+    for k, kind in enumerate(kinds):
+        start = (EXT_START + k * EBR_STEP) * 512
+        default = (k + 1) * EBR_STEP if k + 1 < count else None
+        pieces.append((start, ebr((kind, LOGICAL_OFFSET, 500),
+                                  links.get(k, default))))
+        if k in contents:
+            pieces.append((start + LOGICAL_OFFSET * 512, contents[k]))
+    return disk(*pieces, size=(EXT_START + count * EBR_STEP) * 512)
+
+
+def detect_shuffled(data, chunk, seed):
+    chunks = list(range(0, len(data), chunk))
+    random.Random(seed).shuffle(chunks)
+    detector = windows.WindowsDetector()
+    try:
+        for offset in chunks:
+            detector.feed(offset, data[offset:offset + chunk])
+        detector.finish()
+    except errors.WindowsImageError:
+        return True
+    return False
+
+
+def detect_all_ways(data):
+    """The verdicts of ascending, shuffled and descending feeding."""
+    verdicts = {detect(data), detect(data, chunk=512)}
+    for chunk, seed in ((64 * 1024, 1), (512, 2), (4096, 3)):
+        verdicts.add(detect_shuffled(data, chunk, seed))
+    verdicts.add(detect_descending(data))
+    return verdicts
+
+
+def detect_descending(data, chunk=4096):
+    detector = windows.WindowsDetector()
+    try:
+        for offset in reversed(range(0, len(data), chunk)):
+            detector.feed(offset, data[offset:offset + chunk])
+        detector.finish()
+    except errors.WindowsImageError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize('kinds,contents,expected', [
+    ((0x07, 0x83, 0x83), {0: NTFS}, True),
+    ((0x83, 0x83, 0x07), {2: NTFS}, True),
+    ((0x83, 0x82, 0x17), {2: BITLOCKER}, True),
+    ((0x83, 0x42), {}, True),                        # dynamic disk
+    ((0x83, 0x83, 0x83), {0: ext4_superblock()}, False),
+    ((0x83, 0x83, 0x83), {}, False),                 # zeros
+    ((0x83, 0x83, 0x83), {2: NTFS}, False),          # type says Linux
+    ((0x83, 0x83, 0x07), {2: ext4_superblock()}, False),
+    ((0x83, 0x83, 0x07), {2: EXFAT}, False),
+], ids=['ntfs-1st', 'ntfs-3rd', 'bitlocker-3rd', 'ldm-2nd', 'ext4',
+        'zeros', 'ntfs-in-linux-type', 'ext4-in-ntfs-type', 'exfat'])
+def test_logical_partitions(kinds, contents, expected):
+    assert detect_all_ways(logical_disk(kinds, contents)) == {expected}
+
+
+@pytest.mark.parametrize('ext_type', [0x05, 0x0F, 0x85])
+def test_every_extended_type(ext_type):
+    data = logical_disk((0x83, 0x07), {1: NTFS}, ext_type=ext_type)
+    assert detect_all_ways(data) == {True}
+    data = logical_disk((0x83, 0x83), {1: NTFS}, ext_type=ext_type)
+    assert detect_all_ways(data) == {False}
+
+
+def test_ntfs_elsewhere_in_the_extended_partition_is_not_windows():
+    # The NTFS sector is in the extended partition but at no logical start.
+    data = logical_disk((0x07, 0x83))
+    data = data[:(EXT_START + 100) * 512] + NTFS + data[
+        (EXT_START + 101) * 512:]
+    assert detect_all_ways(data) == {False}
+
+
+def test_chain_entries_must_link_with_an_extended_type():
+    # Entry 2 typed Linux is not a link: the 2nd EBR is never read.
+    data = logical_disk((0x83, 0x07), {1: NTFS})
+    first_ebr = EXT_START * 512
+    data = bytearray(data)
+    data[first_ebr + 446 + 16 + 4] = 0x83
+    assert detect_all_ways(bytes(data)) == {False}
+
+
+# Hostile chains end the walk without an error: a loop only revisits EBRs
+# already read, so what they hold was checked already.
+
+def test_ebr_loop_back_to_the_first():
+    # EBR 3 links back to EBR 1: the NTFS partition after it still counts.
+    data = logical_disk((0x83, 0x83, 0x07), {2: NTFS}, links={2: 0})
+    assert detect_all_ways(data) == {True}
+    data = logical_disk((0x83, 0x83, 0x83), {2: NTFS}, links={2: 0})
+    assert detect_all_ways(data) == {False}
+
+
+def test_ebr_linking_to_itself():
+    data = logical_disk((0x83, 0x83), links={1: EBR_STEP})
+    assert detect_all_ways(data) == {False}
+    data = logical_disk((0x07, 0x83), {0: NTFS}, links={1: EBR_STEP})
+    assert detect_all_ways(data) == {True}
+
+
+def chain_disk(count, ntfs_at):
+    """``count`` EBRs two sectors apart, an NTFS logical partition in the
+    EBR ``ntfs_at`` (1-based), the others Linux."""
+    pieces = [(0, mbr((0x05, EXT_START, 2 * count + 2)))]
+    for k in range(count):
+        kind = 0x07 if k + 1 == ntfs_at else 0x83
+        link = 2 * (k + 1) if k + 1 < count else None
+        start = (EXT_START + 2 * k) * 512
+        pieces.append((start, mbr((kind, 1, 1), (0x05, link or 0,
+                                                 2 if link else 0))))
+        pieces.append((start + 512, NTFS))
+    return disk(*pieces, size=(EXT_START + 2 * count + 2) * 512)
+
+
+def test_over_long_chain_stops_at_128_ebrs():
+    # 1000 EBRs: the first 128 are read, the rest never.
+    assert detect_all_ways(chain_disk(1000, ntfs_at=1)) == {True}
+    assert detect_all_ways(chain_disk(1000, ntfs_at=128)) == {True}
+    assert detect_all_ways(chain_disk(1000, ntfs_at=129)) == {False}
+    assert detect_all_ways(chain_disk(1000, ntfs_at=0)) == {False}
+
+
+@pytest.mark.parametrize('link', [0xFFFFFF00, 0x7FFFFFFF, 5000])
+def test_ebr_past_the_disk_end_is_harmless(link):
+    # The extended partition claims far more than the 4 MiB disk.
+    for first, ntfs in ((0x07, True), (0x83, False)):
+        pieces = [(0, mbr((0x05, EXT_START, 0xFFFFFFFF))),
+                  (EXT_START * 512, ebr((first, 8, 100), link)),
+                  ((EXT_START + 8) * 512, NTFS)]
+        assert detect_all_ways(disk(*pieces, size=MIB + 64 * 1024)) == {
+            ntfs}
+
+
+def test_link_out_of_the_extended_partition_ends_the_chain():
+    # The 2nd EBR lies past the extended partition's end: not read.
+    pieces = [(0, mbr((0x05, EXT_START, 2 * EBR_STEP))),
+              (EXT_START * 512, ebr((0x83, 8, 100), 2 * EBR_STEP)),
+              ((EXT_START + 2 * EBR_STEP) * 512, ebr((0x07, 8, 100))),
+              ((EXT_START + 2 * EBR_STEP + 8) * 512, NTFS)]
+    assert detect_all_ways(disk(*pieces)) == {False}
+
+
+def test_hostile_ebrs_raise_nothing_but_typed_errors():
+    # Small disks full of random EBRs whose links mostly land on others.
+    rng = random.Random(7)
+    sectors = 256
+    for _ in range(150):
+        ext_start = rng.randrange(sectors)
+        ext_count = rng.choice((rng.randrange(sectors), (1 << 32) - 1))
+        pieces = [(0, mbr((rng.choice((0x05, 0x0F, 0x85)), ext_start,
+                           ext_count)))]
+        for _ in range(6):
+            sector = bytearray(rng.randbytes(512))
+            sector[510:512] = b'\x55\xaa'
+            sector[446 + 4] = rng.choice((0x07, 0x83, 0x42, 0))
+            sector[446 + 16 + 4] = rng.choice((0x05, 0x0F, 0x85, 0))
+            struct.pack_into('<I', sector, 446 + 16 + 8,
+                             rng.randrange(sectors))
+            pieces.append((rng.randrange(sectors) * 512, bytes(sector)))
+        data = disk(*pieces, size=sectors * 512)
+        assert detect(data, chunk=8192) in (True, False)
+        assert detect_descending(data, chunk=512) in (True, False)
+
+
+def test_ebr_candidates_stay_bounded():
+    # Thousands of EBR-looking sectors fed before the MBR: the detector
+    # remembers at most its cap of them, then only those still needed.
+    fake = ebr((0x07, 1, 1), 2)
+    count = windows._MAX_EBR_CANDIDATES + 1000
+    data = bytearray(disk(size=(EXT_START + count) * 512))
+    for lba in range(EXT_START, EXT_START + count):
+        data[lba * 512:(lba + 1) * 512] = fake
+    detector = windows.WindowsDetector()
+    detector.feed(512, bytes(data[512:]))
+    assert len(detector._ebr_candidates) == windows._MAX_EBR_CANDIDATES
+    # An MBR whose extended partition covers none of them.
+    detector.feed(0, mbr((0x05, 64, 100)))
+    assert detector._ebr_candidates == {}
+    detector.finish()
+    assert not detector.windows
+
+
+def test_import_package_refuses_windows_in_a_logical_partition():
+    # MBR, EBRs and the NTFS volume in four blocks stored last to first.
+    vhd = builder.Dynamic(8 * MIB)
+    vhd.write(0, mbr((0x83, 63, 1000), (0x0F, 4096, 12288)))
+    vhd.write(4096 * 512, ebr((0x83, 1, 100), 4096, link_type=0x0F))
+    vhd.write(8192 * 512, ebr((0x07, 4096, 4000)))
+    vhd.write(12288 * 512, NTFS)
+    vhd.order = [3, 2, 1, 0]
+    data = vhd.build()
+    package = ova.pack_single_vhd(io.BytesIO(data), len(data))
+    with pytest.raises(errors.WindowsImageError) as info:
+        package.read()
+    assert 'logical partition 2 of MBR partition 2' in info.value.detail
