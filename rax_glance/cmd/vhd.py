@@ -42,6 +42,7 @@ from rax_glance.vhd import validate
 GIB = 1 << 30
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 class Progress:
@@ -454,6 +455,12 @@ def main(argv=None):
             print('rax-glance-vhd: invalid image: %s' % exc.describe(),
                   file=sys.stderr)
         return EXIT_INVALID
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly with the status a shell gives a
+        # process killed by SIGPIPE, as other Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (OSError, ValueError) as exc:
         print('rax-glance-vhd: %s' % exc, file=sys.stderr)
         return EXIT_USAGE

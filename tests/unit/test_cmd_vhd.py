@@ -204,3 +204,16 @@ def test_progress_bar_only_on_tty():
         bar.update(50)
         bar.close()
         assert bool(stream.text) is tty
+
+
+def test_closed_pipe_ends_quietly(tmp_path, good_vhd):
+    """`... | head` closes the pipe early: no traceback, no error text, SIGPIPE's status."""
+    script = os.path.join(os.path.dirname(sys.executable), 'rax-glance-vhd')
+    if not os.path.exists(script):
+        pytest.skip('console script not installed (run tools/bootstrap)')
+    proc = subprocess.run(
+        ['bash', '-c', '"$0" convert --to raw "$1" - | head -c 1 >/dev/null; '
+                       'echo "${PIPESTATUS[0]}"', script, str(good_vhd)],
+        capture_output=True, text=True, check=True)
+    assert proc.stderr == ''
+    assert proc.stdout.strip() == str(cli.EXIT_BROKEN_PIPE)
