@@ -83,6 +83,10 @@ def main(argv=None):
     except stack.StackError as exc:
         print('rax-glance-devstack: error: %s' % exc, file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # `... | head` closed our output: stop quietly, with SIGPIPE's shell status.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return 0
 
 
