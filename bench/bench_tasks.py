@@ -12,7 +12,9 @@ VHD of `--size-mib` virtual size: a third of its 2 MiB blocks random, a third te
 import (Swift object -> validated XenServer package in Glance's store), against
   (a) stock Glance importing the same VHD from an http source with its own import machinery
       (`web-download`; the legacy `/v2/tasks` import is shadowed by the bundle's tasks API on
-      this endpoint, and web-download is Glance 33's own http import);
+      this endpoint, and web-download is Glance 33's own http import; the dev stack turns
+      it off, so this script enables `[web-download]` on its private stack and runs it as the
+      operator);
   (b) the shell pipeline doing the same data work:
       `swift download <obj> -o 0.vhd && tar -czf pkg.tgz 0.vhd`;
 export (Glance image -> unpack -> one VHD -> verifiable DLO in the project's container),
@@ -265,7 +267,9 @@ def main():
     dev = DevStack(state)
     server = serve(str(work))
     try:
-        info = dev.up()
+        # The dev stack turns Glance's import methods off (customer data enters only through
+        # the import task); this private stack turns web-download back on for the baseline.
+        info = dev.up(glance_config={'DEFAULT': {'enabled_import_methods': '[web-download]'}})
         info = reconfigure(dev, info, server.server_port)
         master = info['pids']['glance-api']
         conn = demo.project_swift(info, PROJECT)

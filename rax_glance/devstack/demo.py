@@ -14,6 +14,8 @@ DEMO_PROJECT = 'demo'
 DEMO_USER = 'demo-user'
 # A customer-admin in Cloud Images terms (etc/policy.yaml needs no stock member/reader).
 DEMO_ROLES = 'cloudImages:admin'
+# The cloud operator (context_is_admin): the only identity besides services that uploads data.
+OPERATOR_ROLES = 'rax-glance-operator'
 
 
 def identity_headers(project=DEMO_PROJECT, user=DEMO_USER, roles=DEMO_ROLES):
@@ -43,22 +45,33 @@ def run(info, out):
     session = requests.Session()
     session.headers.update(headers)
 
-    _say(out, '== Glance: create, upload and download an image as project %r' % DEMO_PROJECT)
+    _say(out, '== Glance: project %r creates an image record; the operator uploads its data'
+         % DEMO_PROJECT)
     payload = os.urandom(3 * 1024 * 1024 + 17)
     resp = session.post(glance + '/v2/images', json={
         'name': 'rax-glance demo %s' % uuid.uuid4().hex[:8], 'disk_format': 'raw',
         'container_format': 'bare'})
     resp.raise_for_status()
     image = resp.json()
-    _say(out, 'created image %s (status %s)' % (image['id'], image['status']))
-    resp = session.put('%s/v2/images/%s/file' % (glance, image['id']), data=payload,
-                       headers={'Content-Type': 'application/octet-stream'})
+    _say(out, 'created image %s (status %s) as the customer' % (image['id'], image['status']))
+    data_url = '%s/v2/images/%s/file' % (glance, image['id'])
+    octets = {'Content-Type': 'application/octet-stream'}
+    # Customer data enters only through the import task (VHD checks, no Windows disks).
+    resp = session.put(data_url, data=b'customer bytes', headers=octets)
+    _say(out, 'customer PUT /file: %d (customers bring data in with an import task)'
+          % resp.status_code)
+    if resp.status_code != 403:
+        raise SystemExit('demo failed: a customer could upload image data directly')
+    operator = requests.Session()
+    operator.headers.update(identity_headers('demo-operators', 'demo-operator',
+                                             OPERATOR_ROLES))
+    resp = operator.put(data_url, data=payload, headers=octets)
     resp.raise_for_status()
-    resp = session.get('%s/v2/images/%s/file' % (glance, image['id']))
+    resp = session.get(data_url)
     resp.raise_for_status()
     same = hashlib.sha256(resp.content).digest() == hashlib.sha256(payload).digest()
-    _say(out, 'uploaded and downloaded %d bytes: %s' % (len(payload),
-                                                         'identical' if same else 'DIFFERENT'))
+    _say(out, 'operator (role %s) uploaded %d bytes; the customer downloaded them: %s'
+         % (OPERATOR_ROLES, len(payload), 'identical' if same else 'DIFFERENT'))
     if not same:
         raise SystemExit('demo failed: downloaded image differs from upload')
 

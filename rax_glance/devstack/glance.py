@@ -43,7 +43,9 @@ class GlanceServer:
         conf.read_dict({
             'DEFAULT': {
                 'enabled_backends': 'local:file',
-                'enabled_import_methods': '[glance-direct,web-download]',
+                # Customer data enters only through the Cloud Images import task (VHD
+                # checks, no Windows disks): Glance's own import methods are off.
+                'enabled_import_methods': '[]',
                 'image_cache_dir': str(self.dir / 'cache'),
                 'use_stderr': 'true',
                 'debug': 'false',

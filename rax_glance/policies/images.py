@@ -48,9 +48,11 @@ rules = [
           'publishing and belongs to the operator.',
           ('PATCH', _IMAGE), ('POST', '/v2/images')),
     # Image data.
-    _rule('upload_image', base.operator_or(_OWN_CREATOR),
-          'Upload data to a queued image of the caller\'s project (the second half of '
-          'creating an image; Glance refuses uploads to images that already have data).',
+    _rule('upload_image', base.SERVICE,
+          'Upload data to a queued image (operator and services, such as Nova uploading a '
+          'snapshot with a service token). Customers bring data in only through the import '
+          'task, which validates the VHD and refuses Windows disks; a direct upload would '
+          'skip those checks. Customers still create image records (add_image).',
           ('PUT', _IMAGE + '/file')),
     _rule('download_image', '%s or (%s and %s)' % (base.SERVICE, _OWN_ADMIN,
                                                    base.IMAGE_EXPORTABLE),

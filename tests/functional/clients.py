@@ -8,6 +8,9 @@ from rax_glance.devstack import demo
 
 # A Cloud Images customer-admin; the bundle's policy needs no stock member/reader role.
 CUSTOMER_ADMIN_ROLES = 'cloudImages:admin'
+# The cloud operator (context_is_admin). Customers cannot PUT image data (upload_image is for
+# the operator and services): tests that need an image with data have the operator upload it.
+OPERATOR_ROLES = 'rax-glance-operator'
 project_swift = demo.project_swift
 
 
@@ -54,11 +57,21 @@ class GlanceClient:
         assert resp.status_code == 201, resp.text
         return resp.json()
 
-    def upload(self, image_id, data):
+    def upload(self, image_id, data, headers=None):
         resp = self.put('/v2/images/%s/file' % image_id, data=data,
-                        headers={'Content-Type': 'application/octet-stream'})
+                        headers=dict({'Content-Type': 'application/octet-stream'},
+                                     **(headers or {})))
         assert resp.status_code == 204, resp.text
         return resp
+
+    def upload_as_operator(self, image_id, data, headers=None):
+        """Upload `data` to an image (of any project) with the operator identity."""
+        operator = GlanceClient(self.endpoint, 'operators-%s' % uuid.uuid4().hex[:8],
+                                OPERATOR_ROLES, user='operator')
+        try:
+            return operator.upload(image_id, data, headers)
+        finally:
+            operator.close()
 
     def close(self):
         self.session.close()

@@ -20,7 +20,7 @@ def test_image_round_trip_through_bundle_pipeline(glance_factory):
     assert image['status'] == 'queued'
     assert image['owner'] == glance.project
     payload = os.urandom(2 * 1024 * 1024 + 3)
-    glance.upload(image['id'], payload)
+    glance.upload_as_operator(image['id'], payload)
     shown = glance.get('/v2/images/%s' % image['id']).json()
     assert shown['status'] == 'active'
     assert shown['size'] == len(payload)

@@ -19,7 +19,7 @@ def victim(stack_info):
     for visibility in ('private', 'shared'):
         image = owner.create_image(name='victim-' + visibility, visibility=visibility,
                                    tags=['keep'])
-        owner.upload(image['id'], DATA)
+        owner.upload_as_operator(image['id'], DATA)
         images[visibility] = image['id']
     images['queued'] = owner.create_image(name='victim-queued', visibility='private')['id']
     yield endpoint, owner, images

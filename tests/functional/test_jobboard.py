@@ -178,7 +178,7 @@ def test_sigkill_mid_export_the_other_conductor_reverts_it(jb, project):
     glance, swift = project
     # A raw image of random data: converting and uploading it takes a while (1 MiB segments).
     image = glance.create_image(disk_format='raw', container_format='bare')
-    glance.upload(image['id'], os.urandom(40 * MIB))
+    glance.upload_as_operator(image['id'], os.urandom(40 * MIB))
     images_before = th.image_ids(glance)
     killed = None
     for _attempt in range(3):
@@ -247,7 +247,7 @@ def test_sigterm_mid_export_hands_the_flow_over_and_it_resumes(jb, project):
     dev, _info, db = jb
     glance, swift = project
     image = glance.create_image(disk_format='raw', container_format='bare')
-    glance.upload(image['id'], os.urandom(40 * MIB))
+    glance.upload_as_operator(image['id'], os.urandom(40 * MIB))
     task = th.post_export(glance, image['id'])
     flow = 'rax-export-%s' % task['id']
     deadline = time.monotonic() + 60

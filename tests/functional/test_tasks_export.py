@@ -120,7 +120,7 @@ def test_export_of_bare_images_converts_them(project, stack_info, disk_format):
     raw, vhd = th.sample_disk(seed=11)
     image = glance.create_image(disk_format=disk_format, container_format='bare')
     # (Glance 33 inspects uploads: a bare vhd must start with its footer copy, i.e. dynamic)
-    glance.upload(image['id'], raw if disk_format == 'raw' else vhd)
+    glance.upload_as_operator(image['id'], raw if disk_format == 'raw' else vhd)
     _check_export(stack_info, glance, swift, image['id'], raw)
 
 
@@ -185,7 +185,7 @@ def test_export_refusals(project, glance_factory, swift_factory):
     _expect_refusal(glance, swift, lic_id, 'This image cannot be exported because its license '
                     'does not allow it (com.rackspace__1__options). Image: %s' % lic_id)
     qcow = glance.create_image(disk_format='qcow2', container_format='bare')
-    glance.upload(qcow['id'], _qcow2())
+    glance.upload_as_operator(qcow['id'], _qcow2())
     _expect_refusal(glance, swift, qcow['id'], 'This image cannot be exported: only vhd '
                     '(XenServer package or bare) and raw images can be exported. Image: %s'
                     % qcow['id'])
@@ -214,7 +214,7 @@ def test_unexpected_error_is_generic_for_the_user_and_logged(project, stack_info
     glance, swift = project
     raw, _ = th.sample_disk(seed=13)
     image = glance.create_image(disk_format='raw', container_format='bare')
-    glance.upload(image['id'], raw)
+    glance.upload_as_operator(image['id'], raw)
     Path(stack_info['state_dir'], 'glance', 'images', image['id']).unlink()
     before = _listing(swift)
     task = th.run_export(glance, image['id'])

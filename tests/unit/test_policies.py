@@ -101,7 +101,9 @@ CASES = [
     ('modify_image', _image(owner=OTHER, member=P), OPERATOR_ONLY),
     ('delete_image', OWN, EVERY_ADMIN),
     ('delete_image', _image(owner=OTHER, member=P), OPERATOR_ONLY),
-    ('upload_image', OWN, CREATORS),
+    # Customer data enters only through the import task (VHD checks, no Windows disks).
+    ('upload_image', OWN, OPERATOR_ONLY),
+    ('upload_image', _image(visibility='private'), OPERATOR_ONLY),
     ('upload_image', _image(owner=OTHER, member=P), OPERATOR_ONLY),
     ('download_image', OWN, EVERY_ADMIN),
     ('download_image', _image(**{'com.rackspace__1__options': '0'}), EVERY_ADMIN),
@@ -189,6 +191,26 @@ def test_service_token_makes_a_request_a_service_one_and_nothing_more(enforcer):
     customer = dict(_creds(list(ADMINS)), service_roles=['member'])
     assert not enforcer.enforce('download_image', licensed_public, customer)
     assert not enforcer.enforce('rax_glance:property:operator', {}, customer)
+
+
+@pytest.mark.parametrize('roles', [list(ADMINS), [CREATOR], list(OBSERVERS),
+                                   ['admin', 'member', 'reader'], ['member'], []])
+def test_customers_cannot_upload_image_data_to_their_own_image(enforcer, roles):
+    assert not allowed(enforcer, 'upload_image', roles, OWN)
+    # Creating the record stays theirs (the matrix's "create image").
+    assert allowed(enforcer, 'add_image', roles, OWN) == bool(
+        set(roles) & (set(ADMINS) | {CREATOR}))
+
+
+def test_services_and_operator_may_upload_image_data(enforcer):
+    # Nova uploads a snapshot with the user's token plus a service token, or as a service user.
+    nova = dict(_creds(['cloudImages:creator']), service_roles=['service'])
+    assert enforcer.enforce('upload_image', OWN, nova)
+    assert allowed(enforcer, 'upload_image', ['service'], _image(owner=OTHER), project='nova')
+    assert allowed(enforcer, 'upload_image', [OPERATOR], _image(owner=OTHER), project=OPS)
+    # A customer-supplied service_roles value other than `service` is nothing.
+    customer = dict(_creds(list(ADMINS)), service_roles=['member', 'admin'])
+    assert not enforcer.enforce('upload_image', OWN, customer)
 
 
 def test_unknown_rules_fall_back_to_operator_only(enforcer):
