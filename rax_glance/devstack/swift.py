@@ -104,8 +104,10 @@ class SwiftNode:
         sections = {
             'DEFAULT': dict(common, bind_port=str(self.ports['proxy']), log_name='proxy-server'),
             'pipeline:main': {'pipeline': pipeline},
+            # Generous backend timeouts: the one-process object server of a loaded 2-core
+            # machine can take seconds to accept, and a 503 would fail a whole import.
             'app:proxy-server': {'use': 'egg:swift#proxy', 'account_autocreate': 'true',
-                                 'node_timeout': '30', 'conn_timeout': '2',
+                                 'node_timeout': '60', 'conn_timeout': '10',
                                  'error_suppression_limit': '1000'},
             'filter:tempauth': tempauth,
         }
