@@ -95,6 +95,9 @@ class GlanceServer:
                 '--bind', '127.0.0.1:%d' % self.port,
                 '--workers', str(self.workers), '--worker-class', 'gthread', '--threads', '8',
                 '--timeout', '600', '--graceful-timeout', '10',
+                # gunicorn's 2 s default drops idle keep-alive connections while a slow
+                # client is about to reuse them (it then sees "Remote end closed").
+                '--keep-alive', '75',
                 '--access-logfile', '-', '--error-logfile', '-',
                 '--name', 'glance-api', 'glance.wsgi.api:application']
         rec = process.spawn('glance-api', argv, Path(logs_dir) / 'glance-api.log', env=env)

@@ -16,7 +16,9 @@ from tests.functional import clients
 from tests.functional import tasks_helpers as th
 from tests.functional.test_tasks_import import _windows_disk
 
-OCTETS = {'Content-Type': 'application/octet-stream'}
+# Refused uploads are answered before Glance reads their body: close the connection after
+# each, so the next request never rides a connection the server may already have dropped.
+OCTETS = {'Content-Type': 'application/octet-stream', 'Connection': 'close'}
 # Customer personas that could create images before: every customer-admin role, the creator
 # and a user holding every customer role plus Keystone's stock ones.
 CUSTOMERS = ['cloudImages:admin', 'admin', 'identity:user-admin', 'cloudImages:creator',
