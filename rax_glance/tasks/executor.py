@@ -222,6 +222,9 @@ class InProcessExecutor(TaskExecutor):
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=opts.workers, thread_name_prefix='rax-task')
         self._stop = threading.Event()
+        # Tasks this process has taken on and not finished: only their leases need renewing.
+        self._held = set()
+        self._held_lock = threading.Lock()
         self._keeper = None
         self._started_pid = None
         self._start_lock = threading.Lock()
@@ -237,7 +240,16 @@ class InProcessExecutor(TaskExecutor):
 
     def submit(self, task_id):
         self.start()
+        self._hold(task_id)
         self.pool.submit(self._run, task_id)
+
+    def _hold(self, task_id):
+        with self._held_lock:
+            self._held.add(task_id)
+
+    def _release(self, task_id):
+        with self._held_lock:
+            self._held.discard(task_id)
 
     def _run(self, task_id):
         worker = self.worker
@@ -249,6 +261,8 @@ class InProcessExecutor(TaskExecutor):
             run_task(self.repo, self.conf, task, worker, self.make_context)
         except Exception:
             LOG.exception('Task %s: executor error', task_id)
+        finally:
+            self._release(task_id)
 
     def stop(self, wait=True):
         self._stop.set()
@@ -259,7 +273,12 @@ class InProcessExecutor(TaskExecutor):
         period = max(1.0, self.lease / 3.0)
         while not self._stop.is_set():
             try:
-                self.repo.renew_leases(self.worker, self.lease)
+                # No write when there is nothing to renew: on sqlite (the embedded default)
+                # any write can make a concurrent Glance request fail "database is locked".
+                with self._held_lock:
+                    holding = bool(self._held)
+                if holding:
+                    self.repo.renew_leases(self.worker, self.lease)
                 self.recover()
                 self.repo.purge_expired()
             except Exception:
@@ -280,6 +299,7 @@ class InProcessExecutor(TaskExecutor):
             if not self.repo.take_over(task, self.worker, self.lease):
                 continue  # another live process took it
             handled.append(task['id'])
+            self._hold(task['id'])
             if task['status'] == 'pending':
                 LOG.warning('Task %s was waiting in dead worker %s; running it here',
                             task['id'], task['worker'])
@@ -299,6 +319,8 @@ class InProcessExecutor(TaskExecutor):
                              message=messages.INTERRUPTED)
         except Exception:
             LOG.exception('Failing interrupted task %s failed', task['id'])
+        finally:
+            self._release(task['id'])
 
 
 def load_executor(conf, repo, make_context):

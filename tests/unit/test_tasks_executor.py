@@ -183,3 +183,28 @@ def test_request_credentials_live_only_while_the_task_runs(env):
     assert executor_mod.request_auth(task['id']) == (None, None)
     # Never written to the database.
     assert 'token-1' not in repr(repo.get_any(task['id']))
+
+
+def test_idle_lease_keeper_does_not_write(env, monkeypatch):
+    """On sqlite any write can fail a concurrent Glance request: an idle keeper only reads."""
+    repo, ex, _plugin = env
+    writes = []
+    monkeypatch.setattr(repo, 'renew_leases', lambda *a: writes.append('renew') or 0)
+    real_begin = repo.engine.begin
+
+    def begin():
+        writes.append('transaction')
+        return real_begin()
+
+    monkeypatch.setattr(repo.engine, 'begin', begin)
+    # One round of the keeper loop: its wait stops it.
+    rounds = []
+    monkeypatch.setattr(ex._stop, 'wait', lambda period: rounds.append(period) or ex._stop.set())
+    ex._keep()
+    assert rounds and writes == []
+
+    # A task this process holds has its lease renewed.
+    ex._hold('some-task')
+    ex._stop.clear()
+    ex._keep()
+    assert writes == ['renew']

@@ -130,9 +130,14 @@ class TaskRepo:
 
     def purge_expired(self, now=None):
         now = now or utcnow()
+        expired = sa.and_(T.c.expires_at.is_not(None), T.c.expires_at <= now)
+        # Look before writing: glance-api calls this periodically, and on sqlite even a
+        # DELETE of nothing takes the write lock a concurrent Glance request may need.
+        with self.engine.connect() as conn:
+            if conn.execute(sa.select(T.c.id).where(expired).limit(1)).first() is None:
+                return 0
         with self.engine.begin() as conn:
-            res = conn.execute(T.delete().where(T.c.expires_at.is_not(None),
-                                                T.c.expires_at <= now))
+            res = conn.execute(T.delete().where(expired))
         return res.rowcount
 
     # -- reads --------------------------------------------------------------------------
