@@ -99,7 +99,18 @@ def _demo_disk(size=16 * 1024 * 1024):
     return bytes(disk)
 
 
-def _wait_task(glance, session, task_id, out, timeout=300):
+def _run_task(glance, session, body, out, timeout=300):
+    """POST a task, follow its status until it ends; the finished task, or exit on failure."""
+    _say(out, 'POST /v2/tasks %s' % json.dumps(body))
+    resp = session.post(glance + '/v2/tasks', json=body)
+    resp.raise_for_status()
+    task = _wait_task(glance, session, resp.json()['id'], out, timeout)
+    if task['status'] != 'success':
+        raise SystemExit('demo failed: %s task failed: %s' % (body['type'], task['message']))
+    return task
+
+
+def _wait_task(glance, session, task_id, out, timeout):
     deadline = time.monotonic() + timeout
     status = None
     while time.monotonic() < deadline:
@@ -132,12 +143,7 @@ def _demo_import(info, session, out):
     body = {'type': 'import', 'input': {'import_from': 'imports/%s' % name,
                                         'import_from_format': 'vhd',
                                         'image_properties': {'name': 'Demo import'}}}
-    _say(out, 'POST /v2/tasks %s' % json.dumps(body))
-    resp = session.post(glance + '/v2/tasks', json=body)
-    resp.raise_for_status()
-    task = _wait_task(glance, session, resp.json()['id'], out)
-    if task['status'] != 'success':
-        raise SystemExit('demo failed: import task failed: %s' % task['message'])
+    task = _run_task(glance, session, body, out)
     image_id = task['result']['image_id']
     image = session.get('%s/v2/images/%s' % (glance, image_id)).json()
     _say(out, 'result %s: image %s, %s/%s, owner %s, image_type=%s os_type=%s '
@@ -157,12 +163,8 @@ def _demo_export(info, session, out, imported):
     image_id = imported['image_id']
     body = {'type': 'export', 'input': {'image_uuid': image_id,
                                         'receiving_swift_container': 'exports'}}
-    _say(out, '\n== Cloud Images export\nPOST /v2/tasks %s' % json.dumps(body))
-    resp = session.post(glance + '/v2/tasks', json=body)
-    resp.raise_for_status()
-    task = _wait_task(glance, session, resp.json()['id'], out)
-    if task['status'] != 'success':
-        raise SystemExit('demo failed: export task failed: %s' % task['message'])
+    _say(out, '\n== Cloud Images export')
+    task = _run_task(glance, session, body, out)
     location = task['result']['export_location']
     container, obj = location.split('/', 1)
     report = dlo.verify_dlo(lambda: project_swift(info, DEMO_PROJECT), container, obj)
