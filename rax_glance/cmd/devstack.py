@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+from rax_glance import cmd
 from rax_glance.devstack import demo
 from rax_glance.devstack import stack
 
@@ -84,9 +85,7 @@ def main(argv=None):
         print('rax-glance-devstack: error: %s' % exc, file=sys.stderr)
         return 1
     except BrokenPipeError:
-        # `... | head` closed our output: stop quietly, with SIGPIPE's shell status.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+        return cmd.closed_pipe_exit()
     return 0
 
 

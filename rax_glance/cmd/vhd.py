@@ -30,6 +30,7 @@ import tempfile
 import time
 import uuid
 
+from rax_glance import cmd
 from rax_glance import errors
 from rax_glance import ova
 from rax_glance import windows
@@ -42,7 +43,7 @@ from rax_glance.vhd import validate
 GIB = 1 << 30
 EXIT_INVALID = 1
 EXIT_USAGE = 2
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
+EXIT_BROKEN_PIPE = cmd.EXIT_BROKEN_PIPE
 
 
 class Progress:
@@ -456,11 +457,7 @@ def main(argv=None):
                   file=sys.stderr)
         return EXIT_INVALID
     except BrokenPipeError:
-        # The reader went away (`... | head`): stop quietly with the status a shell gives a
-        # process killed by SIGPIPE, as other Unix tools do.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
+        return cmd.closed_pipe_exit()
     except (OSError, ValueError) as exc:
         print('rax-glance-vhd: %s' % exc, file=sys.stderr)
         return EXIT_USAGE
