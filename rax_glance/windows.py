@@ -1,47 +1,59 @@
 """Detect Windows disks (Microsoft License Mobility forbids importing them).
 
-A disk is taken for Windows when a partition typed for NTFS starts with an
-NTFS boot sector:
+The detector judges the disk any reader of the stored image could see
+(qemu, the Linux kernel, util-linux' ``blkid``/``partx``, Windows) and
+refuses when it cannot decide.  A disk is taken for Windows when:
 
-* an MBR partition of type 0x07 (or its hidden variants 0x17, 0x27), or a
-  GPT partition of type "Microsoft basic data"
-  (EBD0A0A2-B9E5-4433-87C0-68B6B72699C7), whose first sector carries the
-  NTFS OEM id ``"NTFS    "`` and the 0x55AA signature;
-* or a disk without partition table whose sector 0 is an NTFS boot sector;
-* a BitLocker volume (OEM id ``"-FVE-FS-"``) counts as NTFS;
-* a Windows dynamic disk (MBR type 0x42 or a GPT "LDM metadata"
-  partition) is Windows-only by itself.
+* sector 0 is an NTFS boot sector (a disk without partition table);
+* any partition starts with an NTFS boot sector, *whatever its type*:
+  ``blkid -p`` finds NTFS in a partition typed Linux just as well;
+* it is a Windows dynamic disk (MBR type 0x42, a GPT "LDM metadata"
+  partition): Linux reads the partitions of its LDM database;
+* the detector cannot decide: more NTFS boot sectors, EBRs, GPT headers or
+  GPT entries than its caps, a GPT entry array it can no longer read
+  (stored before its header and not kept), an unusual GPT entry size.
 
-Logical partitions count as MBR partitions.  An MBR entry of type 0x05,
-0x0F or 0x85 is an extended partition holding a chain of extended boot
-records (EBRs): an EBR has the MBR's layout; its entry 1 is a logical
-partition (start relative to the EBR), its entry 2 links the next EBR
-(start relative to the extended partition, type 0x05/0x0F/0x85).  The chain
-ends at an EBR without signature or link, or one never fed (unallocated
-sectors read as zeros).  A hostile chain stops the walk, it is not an
-error: a link back to an EBR already read (a loop), a link outside the
-extended partition, or more than 128 EBRs.  The logical partitions met
-before the stop are still checked (a loop hides nothing new; Linux reads
-no more than about 100 logical partitions either).
+An NTFS boot sector is any sector with the OEM id ``"NTFS    "`` (or the
+BitLocker id ``"-FVE-FS-"``) at offset 3; like ``blkid`` the 0x55AA
+signature is not required.
 
-A partition type alone is not enough (exFAT shares 0x07, Linux used the
-basic data GUID for years), nor an NTFS volume alone (a data disk).
+"Any partition" is the union of what every reader may take as one:
+
+* the four MBR entries with a non-zero size, of any type (the MBR's
+  signature is not required: more is checked, never less);
+* every logical partition of every EBR reachable from an extended MBR
+  entry (type 0x05, 0x0F, 0x85): all four entries of an EBR are read (Linux
+  and OS/2 use all four), every entry of an extended type is a link
+  (start relative to the extended partition, wherever it points), every
+  other entry with a non-zero size a logical partition (start relative to
+  the EBR).  Loops are walked once; more than ``_MAX_EBRS`` EBRs refuse;
+* every entry of every GPT header candidate: a sector starting with
+  ``"EFI PART"`` whose ``MyLBA`` field names the sector itself (the primary
+  at LBA 1 and the backup at the last LBA are such sectors, whatever their
+  CRCs: a blank or damaged primary next to a valid backup is covered),
+  with the entry array wherever ``PartitionEntryLBA`` puts it and as many
+  entries as ``NumberOfPartitionEntries`` says (up to ``_MAX_GPT_ENTRIES``,
+  more refuses).
 
 :class:`WindowsDetector` works on the content as it streams, in any order
 (a dynamic VHD stores blocks in any order), in bounded memory: it keeps the
-first 34 sectors (MBR, GPT header and entries), the sector numbers of NTFS
-boot sectors it meets and, while the EBR chain is not walked yet, the
-decoded entries of sectors that may be EBRs (at most 4096 of each)::
+first 34 sectors, the last 33 sectors fed, the sector numbers of NTFS boot
+sectors and of partition starts, and while they may still be needed the
+decoded entries of sectors that may be EBRs and the GPT header
+candidates (each under a cap that refuses when reached)::
 
     detector = WindowsDetector()
     for offset, data in reader.extents():
         detector.feed(offset, data)      # raises WindowsImageError early
     detector.finish()                    # raises WindowsImageError
 
-or wrap an extent iterator with :func:`check_extents`.
+or wrap an extent iterator with :func:`check_extents`.  Sectors never fed
+read as zeros.  Data a dynamic VHD holds under clear bitmap bits (qemu
+shows it, the VHD specification reads zeros) is refused by the VHD reader
+itself (:mod:`rax_glance.vhd.reader`), so the two views never differ.
 """
 
-import re
+import bisect
 import struct
 import uuid
 
@@ -50,93 +62,46 @@ from rax_glance import errors
 SECTOR = 512
 # MBR, GPT header (LBA 1) and the standard GPT entry array (LBA 2-33).
 _HEAD_SECTORS = 34
-_NTFS_MBR_TYPES = (0x07, 0x17, 0x27)
-_GPT_PROTECTIVE = 0xEE
-_BASIC_DATA = uuid.UUID('EBD0A0A2-B9E5-4433-87C0-68B6B72699C7').bytes_le
+# The last sectors fed are kept: a backup GPT entry array precedes its
+# header, possibly in the previous extent.
+_RECENT_SECTORS = 33
 _LDM_MBR_TYPE = 0x42
 _LDM_METADATA = uuid.UUID('5808C8AA-7E8F-42E0-85D2-E1E90434CFB3').bytes_le
 _NTFS_OEM_IDS = (b'NTFS    ', b'-FVE-FS-')
-_NTFS_OEM = re.compile(rb'NTFS    |-FVE-FS-')
-_MAX_NTFS_SECTORS = 4096
+_GPT_SIGNATURE = b'EFI PART'
 _EXTENDED_TYPES = (0x05, 0x0F, 0x85)
-_MAX_EBRS = 128
+_MAX_NTFS_SECTORS = 16384
+_MAX_EBRS = 1024
 _MAX_EBR_CANDIDATES = 4096
+_MAX_GPT_HEADERS = 64
+_MAX_GPT_ENTRIES = 16384
+_GPT_ENTRY = 128
 
 
 def is_ntfs_boot_sector(sector):
-    return (len(sector) >= SECTOR and bytes(sector[3:11]) in _NTFS_OEM_IDS
-            and bytes(sector[510:512]) == b'\x55\xaa')
+    return len(sector) >= 11 and bytes(sector[3:11]) in _NTFS_OEM_IDS
 
 
-def _entry(sector, index):
-    """(type, start, sectors) of partition table entry ``index`` (0-3)."""
-    base = 446 + 16 * index
-    start, count = struct.unpack('<II', sector[base + 8:base + 16])
-    return sector[base + 4], start, count
+def _entries(sector):
+    """The four ``(type, start, sectors)`` of an MBR-layout sector."""
+    return [(sector[450 + 16 * i],) + struct.unpack_from(
+        '<II', sector, 454 + 16 * i) for i in range(4)]
 
 
 def _parse_ebr(sector):
-    """What an EBR holds that matters here: ``(logical, link)`` or None.
+    """The entries of a possible EBR, or None (no signature or all empty).
 
-    ``logical`` is ``(type, start relative to the EBR)`` when entry 1 is an
-    NTFS or dynamic disk partition, ``link`` the next EBR's start relative
-    to the extended partition; None when neither (the chain ends there).
+    An EBR without the 0x55AA signature ends the chain (Linux and libblkid
+    check it); so does one without any non-empty entry.
     """
     if bytes(sector[510:512]) != b'\x55\xaa':
         return None
-    kind, start, count = _entry(sector, 0)
-    logical = None
-    if count and kind in _NTFS_MBR_TYPES + (_LDM_MBR_TYPE,):
-        logical = (kind, start)
-    kind, start, count = _entry(sector, 1)
-    link = start if count and kind in _EXTENDED_TYPES else None
-    if logical is None and link is None:
-        return None
-    return logical, link
+    entries = [entry for entry in _entries(sector) if entry[2]]
+    return entries or None
 
 
-class _EBRChain:
-    """Walk of one extended partition's EBR chain, one EBR at a time."""
-
-    def __init__(self, entry, start, count):
-        self.entry = entry
-        self.start = start
-        self.end = start + count
-        self.pending = start        # absolute sector of the EBR to read next
-        self.visited = set()
-        # (absolute start, description) of NTFS logical partitions.
-        self.ntfs = []
-        self.ldm = None
-
-    def covers(self, lba):
-        return self.pending is not None and self.start <= lba < self.end
-
-    def step(self, info):
-        """Take the pending EBR's ``_parse_ebr`` result; move to the next."""
-        lba = self.pending
-        self.visited.add(lba)
-        self.pending = None
-        if info is None:
-            return
-        logical, link = info
-        number = len(self.visited)
-        if logical is not None:
-            kind, start = logical
-            what = ('logical partition %d of MBR partition %d (type 0x%02x)'
-                    % (number, self.entry, kind))
-            if kind == _LDM_MBR_TYPE:
-                self.ldm = '%s is a Windows dynamic disk' % what
-            else:
-                self.ntfs.append((lba + start, what))
-        if link is None:
-            return
-        following = self.start + link
-        # Loops, links out of the extended partition and over-long chains
-        # end the walk: what was found so far still counts.
-        if (following in self.visited or following >= self.end
-                or number >= _MAX_EBRS):
-            return
-        self.pending = following
+class _Undecidable(Exception):
+    pass
 
 
 class WindowsDetector:
@@ -144,217 +109,300 @@ class WindowsDetector:
 
     def __init__(self):
         self._head = {}
+        self._recent = {}
+        self._recent_end = None
+        # Sector ranges fed so far: sorted, merged [start, end) lists.
+        self._fed_starts = []
+        self._fed_ends = []
         self._ntfs_sectors = set()
-        # Start sectors of the partitions once the partition table is known:
-        # then only those sectors are looked at, not every sector.
-        self._targets = None
-        self._ldm = None
-        # One _EBRChain per extended MBR partition; None until the MBR came.
-        self._chains = None
-        # Decoded sectors that may be EBRs, fed before the chain reached
-        # them: {sector: _parse_ebr result}.
+        # {partition start sector: description}
+        self._starts = {}
+        self._mbr_done = False
+        # Extended MBR partitions: [(start, entry number)]; EBRs to read
+        # {lba: (extended start, what)}; EBRs read.
+        self._pending_ebrs = {}
+        self._visited_ebrs = set()
         self._ebr_candidates = {}
+        # GPT header candidates: {lba: (entry lba, count, size)}, and the
+        # entry array sectors still to read {lba: (header lba, first index)}.
+        self._gpt_headers = {}
+        self._gpt_entries = 0
+        self._wanted_arrays = []
         self.windows = False
         self.reason = None
+
+    # -- feeding -----------------------------------------------------------
 
     def feed(self, offset, data):
         if offset % SECTOR:
             raise ValueError('extents must be sector aligned')
         view = memoryview(data).cast('B')
-        first_lba = offset // SECTOR
-        changed = False
-        if first_lba < _HEAD_SECTORS:
-            for lba in range(first_lba, min(_HEAD_SECTORS,
-                                            first_lba + len(view) // SECTOR)):
-                start = (lba - first_lba) * SECTOR
-                self._head[lba] = bytes(view[start:start + SECTOR])
-                changed = True
-        if self._chains is None and 0 in self._head:
-            self._chains = self._extended_partitions()
-            self._forget_unneeded_ebrs()
-            changed = True
-        if self._wants_ebrs():
-            self._note_ebrs(first_lba, view)
-            changed = self._walk_chains(first_lba, view) or changed
-        if changed:
-            self._targets = self._known_partition_starts()
-        if self._targets is not None:
-            last_lba = first_lba + len(view) // SECTOR
-            for lba in self._targets:
-                if first_lba <= lba < last_lba:
-                    start = (lba - first_lba) * SECTOR
-                    if is_ntfs_boot_sector(view[start:start + SECTOR]):
-                        self._ntfs_sectors.add(lba)
-                        changed = True
-        else:
-            # The table is not known yet (blocks come in any order): note
-            # every NTFS boot sector.
-            for match in _NTFS_OEM.finditer(view):
-                position = match.start() - 3
-                if position % SECTOR:
-                    continue
-                if is_ntfs_boot_sector(view[position:position + SECTOR]):
-                    if len(self._ntfs_sectors) < _MAX_NTFS_SECTORS:
-                        self._ntfs_sectors.add(first_lba + position // SECTOR)
-                    changed = True
-        if changed and self._decide():
+        count = len(view) // SECTOR
+        if not count:
+            return
+        if len(view) != count * SECTOR:
+            view = view[:count * SECTOR]
+        first = offset // SECTOR
+        try:
+            self._feed(first, count, view)
+        except _Undecidable as exc:
+            self._refuse('the disk cannot be judged: %s' % exc)
+        if self.windows:
             raise errors.WindowsImageError(self.reason)
+
+    def _feed(self, first, count, view):
+        end = first + count
+        raw = view.obj
+        if not isinstance(raw, bytes) or len(raw) != len(view):
+            raw = view.tobytes()
+        for lba in range(first, min(end, _HEAD_SECTORS)):
+            at = (lba - first) * SECTOR
+            self._head[lba] = raw[at:at + SECTOR]
+        self._scan_ntfs(first, raw)
+        if not self._mbr_done and first == 0:
+            self._read_mbr()
+        if not self._mbr_done or self._pending_ebrs:
+            self._note_ebrs(first, raw)
+        self._walk_ebrs(first, end, raw)
+        self._note_gpt_headers(first, raw)
+        self._read_arrays(first, end, raw)
+        self._mark_fed(first, end)
+        self._keep_recent(first, end, raw)
+
+    def _sector(self, lba, first=None, raw=None):
+        """A sector fed now, or kept from before, or None."""
+        if first is not None and first <= lba < first + len(raw) // SECTOR:
+            at = (lba - first) * SECTOR
+            return raw[at:at + SECTOR]
+        sector = self._head.get(lba)
+        if sector is None:
+            sector = self._recent.get(lba)
+        return sector
+
+    def _scan_ntfs(self, first, raw):
+        for oem in _NTFS_OEM_IDS:
+            position = raw.find(oem)
+            while position >= 0:
+                within = position % SECTOR
+                if within == 3:
+                    self._add_ntfs(first + position // SECTOR)
+                # Only offset 3 of a sector counts: skip to the next one.
+                position = raw.find(oem, position - within + 3 + (
+                    SECTOR if within >= 3 else 0))
+
+    def _add_ntfs(self, lba):
+        if lba in self._ntfs_sectors:
+            return
+        if len(self._ntfs_sectors) >= _MAX_NTFS_SECTORS:
+            raise _Undecidable('more than %d NTFS boot sectors'
+                               % _MAX_NTFS_SECTORS)
+        self._ntfs_sectors.add(lba)
+        if lba == 0:
+            self._refuse('sector 0 is an NTFS boot sector')
+        elif lba in self._starts:
+            self._refuse('%s starts with an NTFS boot sector at sector %d'
+                         % (self._starts[lba], lba))
+
+    def _add_start(self, lba, what):
+        if lba in self._starts:
+            return
+        self._starts[lba] = what
+        if lba in self._ntfs_sectors:
+            self._refuse('%s starts with an NTFS boot sector at sector %d'
+                         % (what, lba))
+
+    def _refuse(self, reason):
+        if not self.windows:
+            self.windows = True
+            self.reason = reason
+
+    # -- MBR and EBRs ------------------------------------------------------
+
+    def _read_mbr(self):
+        self._mbr_done = True
+        mbr = self._head[0]
+        for number, (kind, start, size) in enumerate(_entries(mbr), 1):
+            if not size:
+                continue
+            what = 'MBR partition %d (type 0x%02x)' % (number, kind)
+            self._add_start(start, what)
+            if kind == _LDM_MBR_TYPE:
+                self._refuse('%s is a Windows dynamic disk' % what)
+            if kind in _EXTENDED_TYPES:
+                self._queue_ebr(start, start, 'MBR partition %d' % number)
+        if not self._pending_ebrs:
+            self._ebr_candidates = {}
+
+    def _queue_ebr(self, lba, extended_start, what):
+        if lba in self._visited_ebrs or lba in self._pending_ebrs:
+            return
+        if len(self._visited_ebrs) + len(self._pending_ebrs) >= _MAX_EBRS:
+            raise _Undecidable('more than %d EBRs' % _MAX_EBRS)
+        self._pending_ebrs[lba] = (extended_start, what)
+
+    def _note_ebrs(self, first, raw):
+        """Keep the sectors that may be EBRs needed later."""
+        count = len(raw) // SECTOR
+        marks = raw[510:count * SECTOR:SECTOR]
+        position = marks.find(b'\x55')
+        while position >= 0:
+            lba = first + position
+            if lba not in self._ebr_candidates:
+                at = position * SECTOR
+                info = _parse_ebr(raw[at:at + SECTOR])
+                if info is not None:
+                    if len(self._ebr_candidates) >= _MAX_EBR_CANDIDATES:
+                        raise _Undecidable('more than %d sectors that may '
+                                           'be EBRs' % _MAX_EBR_CANDIDATES)
+                    self._ebr_candidates[lba] = info
+            position = marks.find(b'\x55', position + 1)
+
+    def _walk_ebrs(self, first, end, raw):
+        progress = True
+        while progress and self._pending_ebrs:
+            progress = False
+            for lba in list(self._pending_ebrs):
+                if lba in self._ebr_candidates:
+                    info = self._ebr_candidates[lba]
+                elif first <= lba < end or lba in self._head or (
+                        self._was_fed(lba)):
+                    sector = self._sector(lba, first, raw)
+                    info = _parse_ebr(sector) if sector is not None else None
+                else:
+                    continue        # not fed yet
+                self._read_ebr(lba, info)
+                progress = True
+        if self._mbr_done and not self._pending_ebrs:
+            self._ebr_candidates = {}
+
+    def _read_ebr(self, lba, info):
+        extended_start, what = self._pending_ebrs.pop(lba)
+        self._visited_ebrs.add(lba)
+        number = len(self._visited_ebrs)
+        for kind, start, _ in info or ():
+            if kind in _EXTENDED_TYPES:
+                self._queue_ebr(extended_start + start, extended_start, what)
+                continue
+            part = ('logical partition %d of %s (type 0x%02x)'
+                    % (number, what, kind))
+            self._add_start(lba + start, part)
+            if kind == _LDM_MBR_TYPE:
+                self._refuse('%s is a Windows dynamic disk' % part)
+
+    # -- GPT ---------------------------------------------------------------
+
+    def _note_gpt_headers(self, first, raw):
+        position = raw.find(_GPT_SIGNATURE)
+        while position >= 0:
+            if position % SECTOR == 0:
+                lba = first + position // SECTOR
+                my_lba = struct.unpack_from('<Q', raw, position + 24)[0]
+                if my_lba == lba and lba not in self._gpt_headers:
+                    self._gpt_header(lba, raw[position:position + SECTOR],
+                                     first, raw)
+            position = raw.find(_GPT_SIGNATURE,
+                                position - position % SECTOR + SECTOR)
+
+    def _gpt_header(self, lba, header, first, raw):
+        if len(self._gpt_headers) >= _MAX_GPT_HEADERS:
+            raise _Undecidable('more than %d GPT headers' % _MAX_GPT_HEADERS)
+        entry_lba, count, size = struct.unpack_from('<QII', header, 72)
+        self._gpt_headers[lba] = (entry_lba, count, size)
+        if not count:
+            return
+        if size < _GPT_ENTRY or size % _GPT_ENTRY:
+            raise _Undecidable('GPT header at sector %d has entries of %d '
+                               'bytes' % (lba, size))
+        if count > _MAX_GPT_ENTRIES:
+            raise _Undecidable('GPT header at sector %d has %d entries'
+                               % (lba, count))
+        sectors = -(-count * size // SECTOR)
+        array = (lba, entry_lba, entry_lba + sectors, count, size)
+        # Sectors of the array fed before must have been kept (those of
+        # this extent are read by _read_arrays).
+        end = first + len(raw) // SECTOR
+        for sector_lba in range(entry_lba, entry_lba + sectors):
+            if first <= sector_lba < end:
+                continue
+            sector = self._sector(sector_lba)
+            if sector is not None:
+                self._gpt_sector(array, sector_lba, sector)
+            elif self._was_fed(sector_lba):
+                raise _Undecidable(
+                    'the entries of the GPT header at sector %d were stored '
+                    'before it' % lba)
+        self._wanted_arrays.append(array)
+
+    def _read_arrays(self, first, end, raw):
+        for array in self._wanted_arrays:
+            _, start, stop = array[:3]
+            for lba in range(max(first, start), min(end, stop)):
+                # Head and recent sectors were read when the header came.
+                at = (lba - first) * SECTOR
+                self._gpt_sector(array, lba, raw[at:at + SECTOR])
+
+    def _gpt_sector(self, array, lba, sector):
+        header, start, _, count, size = array
+        base = (lba - start) * SECTOR
+        # Entries starting in this sector (sizes are multiples of 128).
+        index = -(-base // size)
+        while index < count and index * size < base + SECTOR:
+            at = index * size - base
+            entry = sector[at:at + _GPT_ENTRY]
+            index += 1
+            if entry[:16] == bytes(16):
+                continue
+            self._gpt_entries += 1
+            if self._gpt_entries > _MAX_GPT_ENTRIES * 4:
+                raise _Undecidable('more than %d GPT entries'
+                                   % (_MAX_GPT_ENTRIES * 4))
+            what = 'GPT partition %d (header at sector %d)' % (index, header)
+            if entry[:16] == _LDM_METADATA:
+                self._refuse('%s is Windows dynamic disk metadata' % what)
+            self._add_start(struct.unpack_from('<Q', entry, 32)[0], what)
+
+    # -- bookkeeping -------------------------------------------------------
+
+    def _mark_fed(self, first, end):
+        starts, ends = self._fed_starts, self._fed_ends
+        i = bisect.bisect_left(ends, first)
+        j = bisect.bisect_right(starts, end)
+        if i < j:
+            first = min(first, starts[i])
+            end = max(end, ends[j - 1])
+        starts[i:j] = [first]
+        ends[i:j] = [end]
+
+    def _was_fed(self, lba):
+        i = bisect.bisect_right(self._fed_starts, lba) - 1
+        return i >= 0 and lba < self._fed_ends[i]
+
+    def _keep_recent(self, first, end, raw):
+        keep = {}
+        if self._recent_end == first:
+            for lba in range(max(first - _RECENT_SECTORS, 0), first):
+                if lba in self._recent:
+                    keep[lba] = self._recent[lba]
+        for lba in range(max(end - _RECENT_SECTORS, first), end):
+            at = (lba - first) * SECTOR
+            keep[lba] = raw[at:at + SECTOR]
+        self._recent = {lba: sector for lba, sector in keep.items()
+                        if lba >= end - _RECENT_SECTORS}
+        self._recent_end = end
 
     def finish(self):
         """Raise :class:`WindowsImageError` if the disk holds Windows."""
-        # EBRs never fed are unallocated sectors: zeros, the chain ends.
-        for chain in self._chains or ():
-            while chain.pending is not None:
-                if not self._walk_chains(0, b''):
-                    chain.step(None)
+        try:
+            # EBRs never fed are zeros: the chain ends there.  Walking a
+            # candidate may queue more EBRs.
+            while self._pending_ebrs:
+                lba = next(iter(self._pending_ebrs))
+                self._read_ebr(lba, self._ebr_candidates.get(lba))
+        except _Undecidable as exc:
+            self._refuse('the disk cannot be judged: %s' % exc)
         self._ebr_candidates = {}
-        if self._decide():
-            raise errors.WindowsImageError(self.reason)
-
-    def _extended_partitions(self):
-        mbr = self._head[0]
-        if mbr[510:512] != b'\x55\xaa':
-            return []
-        chains = []
-        for i in range(4):
-            kind, start, count = _entry(mbr, i)
-            if kind in _EXTENDED_TYPES and count:
-                chains.append(_EBRChain(i + 1, start, count))
-        return chains
-
-    def _wants_ebrs(self):
-        return self._chains is None or any(
-            chain.pending is not None for chain in self._chains)
-
-    def _note_ebrs(self, first_lba, view):
-        """Remember the sectors of ``view`` that may be EBRs needed later."""
-        count = len(view) // SECTOR
-        # Byte 510 of every sector: only signed sectors may be EBRs.
-        marks = bytes(view[510:count * SECTOR:SECTOR])
-        for match in re.finditer(b'\x55', marks):
-            lba = first_lba + match.start()
-            if lba < _HEAD_SECTORS or lba in self._ebr_candidates:
-                continue
-            if self._chains is not None and not any(
-                    chain.covers(lba) for chain in self._chains):
-                continue
-            if len(self._ebr_candidates) >= _MAX_EBR_CANDIDATES:
-                return
-            start = match.start() * SECTOR
-            info = _parse_ebr(view[start:start + SECTOR])
-            if info is not None:
-                self._ebr_candidates[lba] = info
-
-    def _walk_chains(self, first_lba, view):
-        """Follow the chains as far as the sectors known allow."""
-        last_lba = first_lba + len(view) // SECTOR
-        moved = False
-        for chain in self._chains or ():
-            while chain.pending is not None:
-                lba = chain.pending
-                if lba < _HEAD_SECTORS and lba in self._head:
-                    info = _parse_ebr(self._head[lba])
-                elif lba in self._ebr_candidates:
-                    info = self._ebr_candidates[lba]
-                elif first_lba <= lba < last_lba:
-                    start = (lba - first_lba) * SECTOR
-                    info = _parse_ebr(view[start:start + SECTOR])
-                else:
-                    break       # not fed yet
-                chain.step(info)
-                moved = True
-        if moved:
-            self._forget_unneeded_ebrs()
-        return moved
-
-    def _forget_unneeded_ebrs(self):
-        """Keep only candidates inside extended partitions still walked."""
-        self._ebr_candidates = {
-            lba: info for lba, info in self._ebr_candidates.items()
-            if any(chain.covers(lba) for chain in self._chains)}
-
-    def _known_partition_starts(self):
-        """Sectors worth checking, or None while the table is incomplete."""
-        mbr = self._head.get(0)
-        if mbr is None or self._wants_ebrs():
-            return None
-        if any(mbr[446 + 16 * i + 4] == _GPT_PROTECTIVE for i in range(4)):
-            header = self._head.get(1)
-            if header is None or header[:8] != b'EFI PART':
-                return None
-            entries_lba, count, size = struct.unpack('<QII', header[72:88])
-            sectors = -(-min(count, 128) * size // SECTOR)
-            if entries_lba + sectors > _HEAD_SECTORS or any(
-                    lba not in self._head
-                    for lba in range(entries_lba, entries_lba + sectors)):
-                return None
-        return {0} | {start for start, _ in self._ntfs_partitions()}
-
-    def _ntfs_partitions(self):
-        mbr = self._head.get(0)
-        if mbr is None or mbr[510:512] != b'\x55\xaa':
-            return []
-        starts = []
-        gpt = False
-        for i in range(4):
-            entry = mbr[446 + 16 * i:462 + 16 * i]
-            kind = entry[4]
-            start, count = struct.unpack('<II', entry[8:16])
-            if kind in _NTFS_MBR_TYPES and count:
-                starts.append((start, 'MBR partition %d (type 0x%02x)'
-                               % (i + 1, kind)))
-            elif kind == _LDM_MBR_TYPE:
-                self._ldm = 'MBR partition %d is a Windows dynamic disk' % (
-                    i + 1)
-            elif kind == _GPT_PROTECTIVE:
-                gpt = True
-        if gpt:
-            starts.extend(self._gpt_basic_data())
-        for chain in self._chains or ():
-            starts.extend(chain.ntfs)
-            self._ldm = self._ldm or chain.ldm
-        return starts
-
-    def _gpt_basic_data(self):
-        header = self._head.get(1)
-        if header is None or header[:8] != b'EFI PART':
-            return []
-        entries_lba, count, size = struct.unpack('<QII', header[72:88])
-        if size < 128 or size % 8:
-            return []
-        found = []
-        for i in range(min(count, 128)):
-            position = entries_lba * SECTOR + i * size
-            lba, offset = divmod(position, SECTOR)
-            sector = self._head.get(lba)
-            if sector is None or offset + 128 > SECTOR:
-                continue
-            entry = sector[offset:offset + 128]
-            if entry[:16] == _LDM_METADATA:
-                self._ldm = ('GPT partition %d is Windows dynamic disk '
-                             'metadata' % (i + 1))
-            if entry[:16] == _BASIC_DATA:
-                first = struct.unpack('<Q', entry[32:40])[0]
-                found.append((first, 'GPT partition %d (basic data)'
-                              % (i + 1)))
-        return found
-
-    def _decide(self):
         if self.windows:
-            return True
-        partitions = self._ntfs_partitions()
-        if 0 in self._ntfs_sectors:
-            self.reason = 'sector 0 is an NTFS boot sector'
-        elif self._ldm:
-            self.reason = self._ldm
-        else:
-            for start, what in partitions:
-                if start in self._ntfs_sectors:
-                    self.reason = ('%s starts with an NTFS boot sector at '
-                                   'sector %d' % (what, start))
-                    break
-        self.windows = self.reason is not None
-        return self.windows
+            raise errors.WindowsImageError(self.reason)
 
 
 def check_extents(extents, detector=None):

@@ -44,6 +44,7 @@ def mbr(*partitions):
 def gpt(*partitions):
     header = bytearray(512)
     header[0:8] = b'EFI PART'
+    struct.pack_into('<Q', header, 24, 1)           # MyLBA
     struct.pack_into('<QII', header, 72, 2, 128, 128)
     entries = bytearray(128 * 128)
     for i, (kind, start) in enumerate(partitions):
@@ -78,7 +79,8 @@ def detect(data, chunk=64 * 1024):
     (disk((0, mbr((0x27, 2048, 4000))), (MIB, NTFS)), True),
     (disk((0, gpt((LINUX_DATA, 34), (BASIC_DATA, 2048))), (MIB, NTFS)), True),
     (disk((0, NTFS)), True),                                  # no table
-    (disk((0, mbr((0x83, 2048, 4000))), (MIB, NTFS)), False),  # wrong type
+    # Any partition type: blkid -p finds NTFS in a Linux-typed one too.
+    (disk((0, mbr((0x83, 2048, 4000))), (MIB, NTFS)), True),
     (disk((0, mbr((0x07, 2048, 4000))), (MIB, EXFAT)), False),  # exFAT
     (disk((0, mbr((0x07, 2048, 4000)))), False),              # no volume
     (disk((0, gpt((BASIC_DATA, 2048))), (MIB, EXFAT)), False),
@@ -200,7 +202,7 @@ def detect_descending(data, chunk=4096):
     ((0x83, 0x42), {}, True),                        # dynamic disk
     ((0x83, 0x83, 0x83), {0: ext4_superblock()}, False),
     ((0x83, 0x83, 0x83), {}, False),                 # zeros
-    ((0x83, 0x83, 0x83), {2: NTFS}, False),          # type says Linux
+    ((0x83, 0x83, 0x83), {2: NTFS}, True),           # type says Linux
     ((0x83, 0x83, 0x07), {2: ext4_superblock()}, False),
     ((0x83, 0x83, 0x07), {2: EXFAT}, False),
 ], ids=['ntfs-1st', 'ntfs-3rd', 'bitlocker-3rd', 'ldm-2nd', 'ext4',
@@ -213,7 +215,8 @@ def test_logical_partitions(kinds, contents, expected):
 def test_every_extended_type(ext_type):
     data = logical_disk((0x83, 0x07), {1: NTFS}, ext_type=ext_type)
     assert detect_all_ways(data) == {True}
-    data = logical_disk((0x83, 0x83), {1: NTFS}, ext_type=ext_type)
+    data = logical_disk((0x83, 0x83), {1: ext4_superblock()},
+                        ext_type=ext_type)
     assert detect_all_ways(data) == {False}
 
 
@@ -241,7 +244,10 @@ def test_ebr_loop_back_to_the_first():
     # EBR 3 links back to EBR 1: the NTFS partition after it still counts.
     data = logical_disk((0x83, 0x83, 0x07), {2: NTFS}, links={2: 0})
     assert detect_all_ways(data) == {True}
-    data = logical_disk((0x83, 0x83, 0x83), {2: NTFS}, links={2: 0})
+    data = logical_disk((0x83, 0x83, 0x83), {1: NTFS}, links={1: 0})
+    assert detect_all_ways(data) == {True}
+    data = logical_disk((0x83, 0x83, 0x83), {2: ext4_superblock()},
+                        links={2: 0})
     assert detect_all_ways(data) == {False}
 
 
@@ -254,7 +260,7 @@ def test_ebr_linking_to_itself():
 
 def chain_disk(count, ntfs_at):
     """``count`` EBRs two sectors apart, an NTFS logical partition in the
-    EBR ``ntfs_at`` (1-based), the others Linux."""
+    EBR ``ntfs_at`` (1-based), the others Linux and empty."""
     pieces = [(0, mbr((0x05, EXT_START, 2 * count + 2)))]
     for k in range(count):
         kind = 0x07 if k + 1 == ntfs_at else 0x83
@@ -262,36 +268,39 @@ def chain_disk(count, ntfs_at):
         start = (EXT_START + 2 * k) * 512
         pieces.append((start, mbr((kind, 1, 1), (0x05, link or 0,
                                                  2 if link else 0))))
-        pieces.append((start + 512, NTFS))
+        if k + 1 == ntfs_at:
+            pieces.append((start + 512, NTFS))
     return disk(*pieces, size=(EXT_START + 2 * count + 2) * 512)
 
 
-def test_over_long_chain_stops_at_128_ebrs():
-    # 1000 EBRs: the first 128 are read, the rest never.
-    assert detect_all_ways(chain_disk(1000, ntfs_at=1)) == {True}
-    assert detect_all_ways(chain_disk(1000, ntfs_at=128)) == {True}
-    assert detect_all_ways(chain_disk(1000, ntfs_at=129)) == {False}
-    assert detect_all_ways(chain_disk(1000, ntfs_at=0)) == {False}
+def test_long_chains_are_read_to_the_end_and_over_long_ones_refused():
+    # 1000 EBRs are all read; more than the cap cannot be judged.
+    assert detect(chain_disk(1000, ntfs_at=1)) is True
+    assert detect(chain_disk(1000, ntfs_at=999)) is True
+    assert detect(chain_disk(1000, ntfs_at=0)) is False
+    assert detect_descending(chain_disk(1000, ntfs_at=0)) is False
+    assert detect(chain_disk(windows._MAX_EBRS + 1, ntfs_at=0)) is True
 
 
 @pytest.mark.parametrize('link', [0xFFFFFF00, 0x7FFFFFFF, 5000])
 def test_ebr_past_the_disk_end_is_harmless(link):
     # The extended partition claims far more than the 4 MiB disk.
-    for first, ntfs in ((0x07, True), (0x83, False)):
+    for content, ntfs in ((NTFS, True), (EXFAT, False)):
         pieces = [(0, mbr((0x05, EXT_START, 0xFFFFFFFF))),
-                  (EXT_START * 512, ebr((first, 8, 100), link)),
-                  ((EXT_START + 8) * 512, NTFS)]
+                  (EXT_START * 512, ebr((0x07, 8, 100), link)),
+                  ((EXT_START + 8) * 512, content)]
         assert detect_all_ways(disk(*pieces, size=MIB + 64 * 1024)) == {
             ntfs}
 
 
-def test_link_out_of_the_extended_partition_ends_the_chain():
-    # The 2nd EBR lies past the extended partition's end: not read.
+def test_link_out_of_the_extended_partition_is_followed():
+    # The 2nd EBR lies past the extended partition's end: Linux reads it
+    # all the same (it never checks links against the extended size).
     pieces = [(0, mbr((0x05, EXT_START, 2 * EBR_STEP))),
               (EXT_START * 512, ebr((0x83, 8, 100), 2 * EBR_STEP)),
               ((EXT_START + 2 * EBR_STEP) * 512, ebr((0x07, 8, 100))),
               ((EXT_START + 2 * EBR_STEP + 8) * 512, NTFS)]
-    assert detect_all_ways(disk(*pieces)) == {False}
+    assert detect_all_ways(disk(*pieces)) == {True}
 
 
 def test_hostile_ebrs_raise_nothing_but_typed_errors():
@@ -317,21 +326,25 @@ def test_hostile_ebrs_raise_nothing_but_typed_errors():
 
 
 def test_ebr_candidates_stay_bounded():
-    # Thousands of EBR-looking sectors fed before the MBR: the detector
-    # remembers at most its cap of them, then only those still needed.
-    fake = ebr((0x07, 1, 1), 2)
-    count = windows._MAX_EBR_CANDIDATES + 1000
+    # EBR-looking sectors fed before the MBR are kept until the chains are
+    # walked, then forgotten; over the cap the disk cannot be judged.
+    fake = ebr((0x83, 1, 1), 2)
+    count = windows._MAX_EBR_CANDIDATES - 10
     data = bytearray(disk(size=(EXT_START + count) * 512))
     for lba in range(EXT_START, EXT_START + count):
         data[lba * 512:(lba + 1) * 512] = fake
     detector = windows.WindowsDetector()
     detector.feed(512, bytes(data[512:]))
-    assert len(detector._ebr_candidates) == windows._MAX_EBR_CANDIDATES
-    # An MBR whose extended partition covers none of them.
+    assert len(detector._ebr_candidates) == count
+    # An MBR whose extended partition holds no chain.
     detector.feed(0, mbr((0x05, 64, 100)))
     assert detector._ebr_candidates == {}
     detector.finish()
     assert not detector.windows
+    data += fake * 20
+    with pytest.raises(errors.WindowsImageError) as info:
+        windows.WindowsDetector().feed(512, bytes(data[512:]))
+    assert 'cannot be judged' in info.value.detail
 
 
 def test_import_package_refuses_windows_in_a_logical_partition():
