@@ -1,0 +1,246 @@
+"""The eleven observed bypasses of the Windows gate (issue 10, class 3).
+
+Each disk holds an NTFS partition that qemu and Linux read; each must be
+refused by the import path (``ova.pack_single_vhd``, what an import task
+runs) and by ``rax-glance-vhd check --windows reject``.
+"""
+
+import io
+import json
+import struct
+import uuid
+
+import pytest
+
+from rax_glance import errors
+from rax_glance import ova
+from rax_glance import windows
+from rax_glance.cmd import vhd as cli
+from tests.unit.vhd import builder
+
+MIB = 1 << 20
+SECTOR = 512
+LINUX_DATA = uuid.UUID('0FC63DAF-8483-4772-8E79-3D47D8DD65E4')
+BASIC_DATA = uuid.UUID('EBD0A0A2-B9E5-4433-87C0-68B6B72699C7')
+
+
+def ntfs_boot_sector():
+    sector = bytearray(SECTOR)
+    sector[0:3] = b'\xeb\x52\x90'
+    sector[3:11] = b'NTFS    '
+    sector[510:512] = b'\x55\xaa'
+    return bytes(sector)
+
+
+NTFS = ntfs_boot_sector()
+
+
+def mbr(*entries):
+    """An MBR-layout sector; ``entries`` are (slot, type, start, count)."""
+    sector = bytearray(SECTOR)
+    for slot, kind, start, count in entries:
+        at = 446 + 16 * slot
+        sector[at + 4] = kind
+        struct.pack_into('<II', sector, at + 8, start, count)
+    sector[510:512] = b'\x55\xaa'
+    return bytes(sector)
+
+
+def gpt_header(my_lba, alternate, entry_lba, count, entries=b''):
+    header = bytearray(SECTOR)
+    header[0:8] = b'EFI PART'
+    struct.pack_into('<IIII', header, 8, 0x10000, 92, 0, 0)
+    struct.pack_into('<QQQQ', header, 24, my_lba, alternate, 34,
+                     max(my_lba, alternate) - 33)
+    header[56:72] = uuid.uuid4().bytes_le
+    struct.pack_into('<QIII', header, 72, entry_lba, count, 128,
+                     _crc(entries))
+    struct.pack_into('<I', header, 16, _crc(bytes(header[:92])))
+    return bytes(header)
+
+
+def _crc(data):
+    import zlib
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def gpt_entries(count, partitions):
+    """``partitions``: {index: (type uuid, first lba, last lba)}."""
+    data = bytearray(count * 128)
+    for index, (kind, first, last) in partitions.items():
+        at = index * 128
+        data[at:at + 16] = kind.bytes_le
+        data[at + 16:at + 32] = uuid.uuid4().bytes_le
+        struct.pack_into('<QQ', data, at + 32, first, last)
+    return bytes(data)
+
+
+def refused(data):
+    """Whether both the import path and the CLI refuse the VHD ``data``."""
+    try:
+        ova.pack_single_vhd(io.BytesIO(data), len(data)).read()
+        imported = False
+    except errors.ImageError as exc:
+        imported = exc.code
+    return imported
+
+
+def cli_check(tmp_path, capsys, data):
+    path = tmp_path / 'disk.vhd'
+    path.write_bytes(data)
+    code = cli.main(['check', '--json', '--windows', 'reject', str(path)])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def assert_refused(data, tmp_path, capsys, code=901):
+    assert refused(data) == code
+    status, answer = cli_check(tmp_path, capsys, data)
+    assert status == cli.EXIT_INVALID and answer['valid'] is False
+    assert answer['code'] == code
+
+
+def hide(vhd, lba, count=1):
+    """Clear the bitmap bits of sectors ``lba``.. (their data stays)."""
+    spb = vhd.block_size // SECTOR
+    for sector in range(lba, lba + count):
+        vhd.blocks[sector // spb][0].discard(sector % spb)
+
+
+# -- 1-3: data under clear bitmap bits --------------------------------------
+
+def test_mbr_under_clear_bitmap_bits(tmp_path, capsys):
+    vhd = builder.Dynamic(8 * MIB)
+    vhd.write(0, mbr((0, 0x07, 4096, 4096)))
+    vhd.write(4096 * SECTOR, NTFS)
+    hide(vhd, 0)
+    assert_refused(vhd.build(), tmp_path, capsys, code=111)
+
+
+def test_all_blocks_under_clear_bitmap_bits(tmp_path, capsys):
+    vhd = builder.Dynamic(8 * MIB)
+    vhd.write(0, mbr((0, 0x07, 4096, 4096)))
+    vhd.write(4096 * SECTOR, NTFS)
+    hide(vhd, 0)
+    hide(vhd, 4096)
+    assert_refused(vhd.build(), tmp_path, capsys, code=111)
+
+
+def test_gpt_under_clear_bitmap_bits(tmp_path, capsys):
+    vhd = builder.Dynamic(8 * MIB)
+    entries = gpt_entries(128, {0: (BASIC_DATA, 4096, 8191)})
+    vhd.write(0, mbr((0, 0xEE, 1, 16383)))
+    vhd.write(SECTOR, gpt_header(1, 16383, 2, 128, entries) + entries)
+    vhd.write(4096 * SECTOR, NTFS)
+    hide(vhd, 1, 33)
+    assert_refused(vhd.build(), tmp_path, capsys, code=111)
+
+
+# -- 4-6: logical partition in EBR entry 2, 3 or 4 --------------------------
+
+@pytest.mark.parametrize('slot', [1, 2, 3])
+def test_logical_partition_in_later_ebr_entries(slot, tmp_path, capsys):
+    vhd = builder.Dynamic(8 * MIB)
+    vhd.write(0, mbr((0, 0x83, 63, 1000), (1, 0x05, 2048, 8192)))
+    # EBR: entry 1 a Linux logical partition, entry ``slot`` the NTFS one.
+    vhd.write(2048 * SECTOR, mbr((0, 0x83, 63, 100),
+                                 (slot, 0x07, 2048, 4096)))
+    vhd.write(4096 * SECTOR, NTFS)
+    assert_refused(vhd.build(), tmp_path, capsys)
+
+
+# -- 7: GPT entry array not at LBA 2 ----------------------------------------
+
+def test_gpt_entries_elsewhere(tmp_path, capsys):
+    vhd = builder.Dynamic(8 * MIB)
+    entries = gpt_entries(128, {0: (BASIC_DATA, 4096, 8191)})
+    vhd.write(0, mbr((0, 0xEE, 1, 16383)))
+    vhd.write(SECTOR, gpt_header(1, 16383, 1000, 128, entries))
+    vhd.write(1000 * SECTOR, entries)
+    vhd.write(4096 * SECTOR, NTFS)
+    assert_refused(vhd.build(), tmp_path, capsys)
+
+
+# -- 8: more than 128 GPT entries, NTFS at entry 150 -------------------------
+
+def test_gpt_entry_150(tmp_path, capsys):
+    vhd = builder.Dynamic(8 * MIB)
+    entries = gpt_entries(256, {0: (LINUX_DATA, 2048, 4095),
+                                149: (LINUX_DATA, 4096, 8191)})
+    vhd.write(0, mbr((0, 0xEE, 1, 16383)))
+    vhd.write(SECTOR, gpt_header(1, 16383, 2, 256, entries) + entries)
+    vhd.write(4096 * SECTOR, NTFS)
+    assert_refused(vhd.build(), tmp_path, capsys)
+
+
+# -- 9: blank primary GPT header, valid backup -------------------------------
+
+def test_blank_primary_gpt_header_with_valid_backup(tmp_path, capsys):
+    size = 8 * MIB
+    last = size // SECTOR - 1
+    vhd = builder.Dynamic(size)
+    entries = gpt_entries(128, {0: (BASIC_DATA, 4096, 8191)})
+    vhd.write(0, mbr((0, 0xEE, 1, last)))
+    vhd.write(SECTOR, bytes(SECTOR))          # blank primary
+    vhd.write((last - 32) * SECTOR,
+              entries + gpt_header(last, 1, last - 32, 128, entries))
+    vhd.write(4096 * SECTOR, NTFS)
+    # The backup's block first: its entries and header in one extent.
+    vhd.order = [3, 1, 0]
+    assert_refused(vhd.build(), tmp_path, capsys)
+
+
+# -- 10-11: decoys over the old caps, stored before the real ones ------------
+
+def test_decoy_ntfs_boot_sectors_before_the_real_one(tmp_path, capsys):
+    vhd = builder.Dynamic(12 * MIB)
+    # 6144 decoys (the old cap was 4096) in blocks 1-3, stored first.
+    vhd.write(2 * MIB, NTFS * (6 * MIB // SECTOR))
+    vhd.write(0, mbr((0, 0x07, 18432, 2048)))
+    vhd.write(18432 * SECTOR, ntfs_boot_sector())
+    vhd.order = [1, 2, 3, 4, 0]
+    assert_refused(vhd.build(), tmp_path, capsys)
+
+
+def test_decoy_ebrs_before_the_real_one(tmp_path, capsys):
+    vhd = builder.Dynamic(12 * MIB)
+    decoy = mbr((0, 0x07, 1, 1))
+    # 6144 decoy EBRs (the old cap was 4096) stored before the MBR and the
+    # real EBR.
+    vhd.write(2 * MIB, decoy * (6 * MIB // SECTOR))
+    vhd.write(0, mbr((0, 0x83, 63, 1000), (1, 0x05, 18432, 4096)))
+    vhd.write(18432 * SECTOR, mbr((0, 0x07, 1024, 2048)))
+    vhd.write(19456 * SECTOR, NTFS)
+    vhd.order = [1, 2, 3, 4, 0]
+    assert_refused(vhd.build(), tmp_path, capsys)
+
+
+# -- what still passes -------------------------------------------------------
+
+def test_linux_gpt_disk_in_any_block_order_passes(tmp_path, capsys):
+    size = 8 * MIB
+    last = size // SECTOR - 1
+    entries = gpt_entries(128, {0: (LINUX_DATA, 2048, 8191)})
+    for order in ([0, 3], [3, 0]):
+        vhd = builder.Dynamic(size)
+        vhd.write(0, mbr((0, 0xEE, 1, last)))
+        vhd.write(SECTOR, gpt_header(1, last, 2, 128, entries) + entries)
+        vhd.write((last - 32) * SECTOR,
+                  entries + gpt_header(last, 1, last - 32, 128, entries))
+        vhd.write(2048 * SECTOR, b'\x53\xef' * 512)
+        vhd.order = order
+        data = vhd.build()
+        assert refused(data) is False
+        status, answer = cli_check(tmp_path, capsys, data)
+        assert status == 0 and answer['windows'] is False
+
+
+def test_entries_stored_before_their_header_cannot_be_judged():
+    # A header at sector 5000 naming entries at 3000, fed after them.
+    detector = windows.WindowsDetector()
+    entries = gpt_entries(4, {0: (LINUX_DATA, 100, 200)})
+    detector.feed(3000 * SECTOR, entries.ljust(SECTOR, b'\0'))
+    detector.feed(4000 * SECTOR, bytes(64 * SECTOR))    # no longer recent
+    with pytest.raises(errors.WindowsImageError) as info:
+        detector.feed(5000 * SECTOR, gpt_header(5000, 1, 3000, 4, entries))
+    assert 'stored before it' in info.value.detail
