@@ -110,7 +110,6 @@ class WindowsDetector:
     def __init__(self):
         self._head = {}
         self._recent = {}
-        self._recent_end = None
         # Sector ranges fed so far: sorted, merged [start, end) lists.
         self._fed_starts = []
         self._fed_ends = []
@@ -378,17 +377,14 @@ class WindowsDetector:
         return i >= 0 and lba < self._fed_ends[i]
 
     def _keep_recent(self, first, end, raw):
-        keep = {}
-        if self._recent_end == first:
-            for lba in range(max(first - _RECENT_SECTORS, 0), first):
-                if lba in self._recent:
-                    keep[lba] = self._recent[lba]
-        for lba in range(max(end - _RECENT_SECTORS, first), end):
+        """Keep the sectors fed last that lie in the 33 below ``end``."""
+        low = end - _RECENT_SECTORS
+        keep = {lba: sector for lba, sector in self._recent.items()
+                if low <= lba < first}
+        for lba in range(max(low, first), end):
             at = (lba - first) * SECTOR
             keep[lba] = raw[at:at + SECTOR]
-        self._recent = {lba: sector for lba, sector in keep.items()
-                        if lba >= end - _RECENT_SECTORS}
-        self._recent_end = end
+        self._recent = keep
 
     def finish(self):
         """Raise :class:`WindowsImageError` if the disk holds Windows."""
