@@ -151,12 +151,11 @@ class WindowsDetector:
 
     def _feed(self, first, count, view):
         end = first + count
-        raw = view.obj
-        if not isinstance(raw, bytes) or len(raw) != len(view):
-            raw = view.tobytes()
+        # ``raw`` stays a memoryview: what is kept is copied to bytes.
+        raw = view
         for lba in range(first, min(end, _HEAD_SECTORS)):
             at = (lba - first) * SECTOR
-            self._head[lba] = raw[at:at + SECTOR]
+            self._head[lba] = bytes(raw[at:at + SECTOR])
         self._scan_ntfs(first, raw)
         if not self._mbr_done and first == 0:
             self._read_mbr()
@@ -179,15 +178,16 @@ class WindowsDetector:
         return sector
 
     def _scan_ntfs(self, first, raw):
+        # Byte 3 of every sector: only sectors starting an OEM id there
+        # are compared in full.
+        column = bytes(raw[3::SECTOR])
         for oem in _NTFS_OEM_IDS:
-            position = raw.find(oem)
-            while position >= 0:
-                within = position % SECTOR
-                if within == 3:
-                    self._add_ntfs(first + position // SECTOR)
-                # Only offset 3 of a sector counts: skip to the next one.
-                position = raw.find(oem, position - within + 3 + (
-                    SECTOR if within >= 3 else 0))
+            index = column.find(oem[:1])
+            while index >= 0:
+                at = index * SECTOR
+                if raw[at + 3:at + 11] == oem:
+                    self._add_ntfs(first + index)
+                index = column.find(oem[:1], index + 1)
 
     def _add_ntfs(self, lba):
         if lba in self._ntfs_sectors:
@@ -241,8 +241,7 @@ class WindowsDetector:
 
     def _note_ebrs(self, first, raw):
         """Keep the sectors that may be EBRs needed later."""
-        count = len(raw) // SECTOR
-        marks = raw[510:count * SECTOR:SECTOR]
+        marks = bytes(raw[510::SECTOR])
         position = marks.find(b'\x55')
         while position >= 0:
             lba = first + position
@@ -291,16 +290,17 @@ class WindowsDetector:
     # -- GPT ---------------------------------------------------------------
 
     def _note_gpt_headers(self, first, raw):
-        position = raw.find(_GPT_SIGNATURE)
-        while position >= 0:
-            if position % SECTOR == 0:
-                lba = first + position // SECTOR
+        column = bytes(raw[0::SECTOR])
+        index = column.find(b'E')
+        while index >= 0:
+            position = index * SECTOR
+            if raw[position:position + 8] == _GPT_SIGNATURE:
+                lba = first + index
                 my_lba = struct.unpack_from('<Q', raw, position + 24)[0]
                 if my_lba == lba and lba not in self._gpt_headers:
                     self._gpt_header(lba, raw[position:position + SECTOR],
                                      first, raw)
-            position = raw.find(_GPT_SIGNATURE,
-                                position - position % SECTOR + SECTOR)
+            index = column.find(b'E', index + 1)
 
     def _gpt_header(self, lba, header, first, raw):
         if len(self._gpt_headers) >= _MAX_GPT_HEADERS:
@@ -383,7 +383,7 @@ class WindowsDetector:
                 if low <= lba < first}
         for lba in range(max(low, first), end):
             at = (lba - first) * SECTOR
-            keep[lba] = raw[at:at + SECTOR]
+            keep[lba] = bytes(raw[at:at + SECTOR])
         self._recent = keep
 
     def finish(self):
