@@ -76,6 +76,25 @@ _MAX_EBR_CANDIDATES = 4096
 _MAX_GPT_HEADERS = 64
 _MAX_GPT_ENTRIES = 16384
 _GPT_ENTRY = 128
+# Partition tables nested in a partition that util-linux (partx) and the
+# kernel read: BSD disklabels (magic 0x82564557 at byte 64, 128 or 512 of
+# the slice), Solaris x86 VTOCs (sanity 0x600DDEEE at byte 12 of the
+# slice's sector 1), UnixWare labels (0xCA5E600D at byte 4 of sector 29).
+# (name, offset of the magic in its sector, magic, offset of the label in
+#  its sector, sectors from the slice start to the label's sector, offsets
+#  in the label of the slice count and of the slices, slice size, most
+#  slices read); a slice's start is the u32 at its byte 4.
+_NESTED_LABELS = (
+    ('BSD disklabel', 0, b'\x57\x45\x56\x82', 0, 1, 138, 148, 16, 22),
+    ('BSD disklabel', 64, b'\x57\x45\x56\x82', 64, 0, 138, 148, 16, 22),
+    ('BSD disklabel', 128, b'\x57\x45\x56\x82', 128, 0, 138, 148, 16, 22),
+    ('Solaris x86 VTOC', 12, b'\xee\xde\x0d\x60', 0, 1, 30, 72, 12, 16),
+    ('UnixWare label', 4, b'\x0d\x60\x5e\xca', 0, 29, 172, 216, 12, 16),
+)
+_MAX_NESTED_LABELS = 256
+# Minix subpartitions live in the partition's own first sector: not read,
+# such partitions are refused.
+_MINIX_TYPE = 0x81
 
 
 def is_ntfs_boot_sector(sector):
@@ -125,6 +144,7 @@ class WindowsDetector:
         # GPT header candidates: {lba: (entry lba, count, size)}, and the
         # entry array sectors still to read {lba: (header lba, first index)}.
         self._gpt_headers = {}
+        self._nested_labels = 0
         self._gpt_entries = 0
         self._wanted_arrays = []
         self.windows = False
@@ -164,6 +184,7 @@ class WindowsDetector:
         self._walk_ebrs(first, end, raw)
         self._note_gpt_headers(first, raw)
         self._read_arrays(first, end, raw)
+        self._note_nested_labels(first, raw)
         self._mark_fed(first, end)
         self._keep_recent(first, end, raw)
 
@@ -202,7 +223,9 @@ class WindowsDetector:
             self._refuse('%s starts with an NTFS boot sector at sector %d'
                          % (self._starts[lba], lba))
 
-    def _add_start(self, lba, what):
+    def _add_start(self, lba, what, kind=None):
+        if kind == _MINIX_TYPE:
+            raise _Undecidable('%s holds Minix subpartitions' % what)
         if lba in self._starts:
             return
         self._starts[lba] = what
@@ -224,7 +247,7 @@ class WindowsDetector:
             if not size:
                 continue
             what = 'MBR partition %d (type 0x%02x)' % (number, kind)
-            self._add_start(start, what)
+            self._add_start(start, what, kind)
             if kind == _LDM_MBR_TYPE:
                 self._refuse('%s is a Windows dynamic disk' % what)
             if kind in _EXTENDED_TYPES:
@@ -283,7 +306,7 @@ class WindowsDetector:
                 continue
             part = ('logical partition %d of %s (type 0x%02x)'
                     % (number, what, kind))
-            self._add_start(lba + start, part)
+            self._add_start(lba + start, part, kind)
             if kind == _LDM_MBR_TYPE:
                 self._refuse('%s is a Windows dynamic disk' % part)
 
@@ -359,6 +382,43 @@ class WindowsDetector:
             if entry[:16] == _LDM_METADATA:
                 self._refuse('%s is Windows dynamic disk metadata' % what)
             self._add_start(struct.unpack_from('<Q', entry, 32)[0], what)
+
+    # -- partition tables nested in partitions ----------------------------
+
+    def _note_nested_labels(self, first, raw):
+        for label in _NESTED_LABELS:
+            column_at, magic = label[1], label[2]
+            column = bytes(raw[column_at::SECTOR])
+            index = column.find(magic[:1])
+            while index >= 0:
+                at = index * SECTOR + column_at
+                if raw[at:at + 4] == magic:
+                    self._nested_label(first + index, label,
+                                       raw[index * SECTOR:
+                                           (index + 1) * SECTOR])
+                index = column.find(magic[:1], index + 1)
+
+    def _nested_label(self, lba, label, sector):
+        name, _, _, base, back, count_at, slices_at, size, most = label
+        self._nested_labels += 1
+        if self._nested_labels > _MAX_NESTED_LABELS:
+            raise _Undecidable('more than %d nested partition labels'
+                               % _MAX_NESTED_LABELS)
+        count = struct.unpack_from('<H', sector, base + count_at)[0]
+        count = min(count, most)
+        if base + slices_at + count * size > SECTOR:
+            raise _Undecidable('%s at sector %d runs past its sector'
+                               % (name, lba))
+        slice_start = lba - back
+        for index in range(count):
+            at = base + slices_at + index * size
+            start = struct.unpack_from('<I', sector, at + 4)[0]
+            what = ('slice %d of the %s at sector %d' % (index + 1, name,
+                                                         lba))
+            # Absolute (BSD, UnixWare) or relative to the slice (Solaris):
+            # both are checked.
+            self._add_start(start, what)
+            self._add_start(slice_start + start, what)
 
     # -- bookkeeping -------------------------------------------------------
 

@@ -244,3 +244,65 @@ def test_entries_stored_before_their_header_cannot_be_judged():
     with pytest.raises(errors.WindowsImageError) as info:
         detector.feed(5000 * SECTOR, gpt_header(5000, 1, 3000, 4, entries))
     assert 'stored before it' in info.value.detail
+
+
+# -- beyond the eleven: partition tables nested in partitions ----------------
+
+def _nested_disk(kind, label_sector, label):
+    vhd = builder.Dynamic(8 * MIB)
+    vhd.write(0, mbr((0, kind, 2048, 8192)))
+    vhd.write(label_sector * SECTOR, label)
+    vhd.write(6144 * SECTOR, NTFS)
+    return vhd
+
+
+def _bsd_label(offset=0):
+    label = bytearray(SECTOR)
+    struct.pack_into('<I', label, offset, 0x82564557)
+    struct.pack_into('<H', label, offset + 138, 3)
+    struct.pack_into('<II', label, offset + 148, 4096, 6144)   # absolute
+    return bytes(label)
+
+
+@pytest.mark.parametrize('kind,sector,offset', [
+    (0xA5, 2049, 0), (0xA6, 2049, 0), (0xA9, 2048, 64), (0xA5, 2048, 128)])
+def test_ntfs_slice_in_a_bsd_disklabel(kind, sector, offset, tmp_path,
+                                       capsys):
+    vhd = _nested_disk(kind, sector, _bsd_label(offset))
+    vhd.order = [1, 0]             # the slice first, the MBR last
+    assert_refused(vhd.build(), tmp_path, capsys)
+
+
+@pytest.mark.parametrize('kind', [0x82, 0xBF])
+def test_ntfs_slice_in_a_solaris_vtoc(kind, tmp_path, capsys):
+    vtoc = bytearray(SECTOR)
+    struct.pack_into('<II', vtoc, 12, 0x600DDEEE, 1)
+    struct.pack_into('<H', vtoc, 30, 16)
+    struct.pack_into('<HHII', vtoc, 72, 2, 0, 4096, 4096)   # relative
+    assert_refused(_nested_disk(kind, 2049, bytes(vtoc)).build(), tmp_path,
+                   capsys)
+
+
+def test_ntfs_slice_in_a_unixware_label(tmp_path, capsys):
+    label = bytearray(SECTOR)
+    struct.pack_into('<I', label, 4, 0xCA5E600D)
+    struct.pack_into('<I', label, 156, 0x600DDEEE)
+    struct.pack_into('<H', label, 172, 16)
+    struct.pack_into('<HHII', label, 216, 0, 0, 6144, 4096)   # absolute
+    assert_refused(_nested_disk(0x63, 2048 + 29, bytes(label)).build(),
+                   tmp_path, capsys)
+
+
+def test_minix_subpartitions_are_refused(tmp_path, capsys):
+    vhd = builder.Dynamic(8 * MIB)
+    vhd.write(0, mbr((0, 0x81, 2048, 8192)))
+    vhd.write(2048 * SECTOR, mbr((0, 0x81, 6144, 4096)))
+    vhd.write(6144 * SECTOR, NTFS)
+    assert_refused(vhd.build(), tmp_path, capsys)
+
+
+def test_a_bsd_label_without_ntfs_passes(tmp_path, capsys):
+    vhd = _nested_disk(0xA5, 2049, _bsd_label())
+    vhd.write(6144 * SECTOR, bytes(SECTOR))
+    data = vhd.build()
+    assert refused(data) is False

@@ -203,6 +203,52 @@ def build_mbr(disk, names, logical):
     disk.put(0, mbr)
 
 
+def _bsd_label(volume_start):
+    label = bytearray(SECTOR)
+    struct.pack_into('<I', label, 0, 0x82564557)
+    struct.pack_into('<I', label, 40, SECTOR)             # d_secsize
+    struct.pack_into('<I', label, 132, 0x82564557)
+    struct.pack_into('<H', label, 138, 8)
+    # Partition 'a': the volume (absolute offset), 'c': the whole slice.
+    struct.pack_into('<IIIB', label, 148, 2 * UNIT, volume_start, 0, 7)
+    struct.pack_into('<II', label, 148 + 32, 3 * UNIT, volume_start - UNIT)
+    checksum = 0
+    for at in range(0, 148 + 16 * 8, 2):
+        if at != 136:
+            checksum ^= struct.unpack_from('<H', label, at)[0]
+    struct.pack_into('<H', label, 136, checksum)
+    return bytes(label)
+
+
+def _solaris_vtoc():
+    vtoc = bytearray(SECTOR)
+    struct.pack_into('<III', vtoc, 12, 0x600DDEEE, 1, 0)
+    struct.pack_into('<HH', vtoc, 28, SECTOR, 16)
+    # Slice 1: the volume (start relative to the slice), 3: whole slice.
+    struct.pack_into('<HHII', vtoc, 72, 2, 0, UNIT, 2 * UNIT)
+    struct.pack_into('<HHII', vtoc, 72 + 24, 5, 0, 0, 3 * UNIT)
+    return bytes(vtoc)
+
+
+def build_nested(disk, names):
+    """Each volume in a slice of its own, behind a BSD disklabel or a
+    Solaris x86 VTOC (partitions util-linux reads inside partitions)."""
+    rng = disk.rng
+    mbr = _mbr_sector()
+    disk.tricks.append('nested')
+    for slot, name in enumerate(names[:4]):
+        start = disk.unit(3)
+        disk.put(start + UNIT, disk.volumes[name])
+        if rng.random() < 0.5:
+            kind = rng.choice((0xA5, 0xA6, 0xA9))
+            disk.put(start + 1, _bsd_label(start + UNIT))
+        else:
+            kind = rng.choice((0x82, 0xBF))
+            disk.put(start + 1, _solaris_vtoc())
+        _entry(mbr, slot, kind, start, 3 * UNIT)
+    disk.put(0, mbr)
+
+
 def build_gpt(disk, names, hostile):
     rng = disk.rng
     count = rng.choice((128, 128, 200, 256)) if hostile else 128
@@ -245,7 +291,7 @@ def generate(seed, volumes, hostile):
     rng = random.Random(seed)
     disk = Disk(rng, volumes)
     names = _contents(rng, hostile)
-    layout = rng.choice(('bare', 'mbr', 'mbr', 'gpt', 'gpt'))
+    layout = rng.choice(('bare', 'mbr', 'mbr', 'gpt', 'gpt', 'nested'))
     if layout == 'bare':
         disk.put(0, volumes[names[-1]])
         if names[-1] == 'ntfs':
@@ -253,6 +299,8 @@ def generate(seed, volumes, hostile):
     elif layout == 'mbr':
         split = rng.randint(0, len(names))
         build_mbr(disk, names[:split], names[split:])
+    elif layout == 'nested':
+        build_nested(disk, names)
     else:
         build_gpt(disk, names, hostile)
     if hostile and rng.random() < 0.3:
@@ -375,7 +423,8 @@ def test_every_disk_util_linux_reads_as_ntfs_is_refused(volumes, tmp_path,
     # The generator reaches every trick util-linux follows.
     assert sum(found.values()) >= 20, found
     for trick in ('ebr', 'ebr-entry', 'gpt-count', 'gpt-array',
-                  'gpt-blank-primary', 'decoys', 'hidden', 'plain'):
+                  'gpt-blank-primary', 'decoys', 'hidden', 'nested',
+                  'plain'):
         assert trick in found, found
 
 
