@@ -92,6 +92,12 @@ _NESTED_LABELS = (
     ('UnixWare label', 4, b'\x0d\x60\x5e\xca', 0, 29, 172, 216, 12, 16),
 )
 _MAX_NESTED_LABELS = 256
+# Whole-disk partition tables of other systems that util-linux (partx)
+# reads: Apple partition maps ("PM" entries, block size from the "ER"
+# driver descriptor at sector 0), SGI volume headers, Sun labels, Atari
+# root sectors (sector 0), Ultrix labels (sector 31).
+_APM_ENTRY = b'PM\0\0'
+_MAX_APM_ENTRIES = 4096
 # Minix subpartitions live in the partition's own first sector: not read,
 # such partitions are refused.
 _MINIX_TYPE = 0x81
@@ -145,6 +151,7 @@ class WindowsDetector:
         # entry array sectors still to read {lba: (header lba, first index)}.
         self._gpt_headers = {}
         self._nested_labels = 0
+        self._apm_starts = []
         self._gpt_entries = 0
         self._wanted_arrays = []
         self.windows = False
@@ -185,6 +192,7 @@ class WindowsDetector:
         self._note_gpt_headers(first, raw)
         self._read_arrays(first, end, raw)
         self._note_nested_labels(first, raw)
+        self._note_apm_entries(first, raw)
         self._mark_fed(first, end)
         self._keep_recent(first, end, raw)
 
@@ -420,6 +428,63 @@ class WindowsDetector:
             self._add_start(start, what)
             self._add_start(slice_start + start, what)
 
+    # -- whole-disk tables of other systems --------------------------------
+
+    def _note_apm_entries(self, first, raw):
+        column = bytes(raw[0::SECTOR])
+        index = column.find(b'P')
+        while index >= 0:
+            at = index * SECTOR
+            if raw[at:at + 4] == _APM_ENTRY:
+                if len(self._apm_starts) >= _MAX_APM_ENTRIES:
+                    raise _Undecidable('more than %d Apple partition map '
+                                       'entries' % _MAX_APM_ENTRIES)
+                self._apm_starts.append(
+                    (first + index,
+                     struct.unpack_from('>I', raw, at + 8)[0]))
+            index = column.find(b'P', index + 1)
+
+    def _foreign_tables(self):
+        """Partitions of the whole-disk tables of other systems."""
+        head = self._head
+        zero = head.get(0, bytes(SECTOR))
+        # Apple: starts in blocks of the driver descriptor's size.
+        scale = {1}
+        if zero[:2] == b'ER':
+            scale.add(max(struct.unpack_from('>H', zero, 2)[0] // SECTOR,
+                          1))
+        for lba, start in self._apm_starts:
+            for factor in scale:
+                self._add_start(start * factor, 'Apple partition map entry '
+                                'at sector %d' % lba)
+        # SGI volume header: 16 partitions (blocks, first block, type).
+        if struct.unpack_from('>I', zero, 0)[0] == 0x0BE5A941:
+            for index in range(16):
+                start = struct.unpack_from('>I', zero, 312 + 12 * index + 4)
+                self._add_start(start[0], 'SGI partition %d' % (index + 1))
+        # Sun label: 8 partitions (start cylinder, sectors).
+        if zero[508:510] == b'\xda\xbe':
+            ntrks, nsect = struct.unpack_from('>HH', zero, 436)
+            for index in range(8):
+                cylinder = struct.unpack_from('>I', zero, 444 + 8 * index)[0]
+                self._add_start(cylinder * ntrks * nsect,
+                                'Sun partition %d' % (index + 1))
+        # Atari root sector: 4 partitions (flags, id, start, size).
+        for index in range(4):
+            at = 454 + 12 * index
+            if zero[at] & 1:
+                if zero[at + 1:at + 4] == b'XGM':
+                    raise _Undecidable('Atari extended partition')
+                self._add_start(struct.unpack_from('>I', zero, at + 4)[0],
+                                'Atari partition %d' % (index + 1))
+        # Ultrix: 8 partitions (blocks, offset) at the end of sector 31.
+        ultrix = head.get(31, bytes(SECTOR))
+        if struct.unpack_from('<I', ultrix, 440)[0] == 0x032957:
+            for index in range(8):
+                start = struct.unpack_from('<I', ultrix, 448 + 8 * index + 4)
+                self._add_start(start[0], 'Ultrix partition %d'
+                                % (index + 1))
+
     # -- bookkeeping -------------------------------------------------------
 
     def _mark_fed(self, first, end):
@@ -454,6 +519,7 @@ class WindowsDetector:
             while self._pending_ebrs:
                 lba = next(iter(self._pending_ebrs))
                 self._read_ebr(lba, self._ebr_candidates.get(lba))
+            self._foreign_tables()
         except _Undecidable as exc:
             self._refuse('the disk cannot be judged: %s' % exc)
         self._ebr_candidates = {}

@@ -306,3 +306,55 @@ def test_a_bsd_label_without_ntfs_passes(tmp_path, capsys):
     vhd.write(6144 * SECTOR, bytes(SECTOR))
     data = vhd.build()
     assert refused(data) is False
+
+
+# -- beyond the eleven: whole-disk tables of other systems -------------------
+
+def _foreign(zero, extra=()):
+    vhd = builder.Dynamic(8 * MIB)
+    vhd.write(6144 * SECTOR, NTFS)
+    vhd.write(0, zero)
+    for lba, data in extra:
+        vhd.write(lba * SECTOR, data)
+    vhd.order = [1, 0]
+    return vhd.build()
+
+
+@pytest.mark.parametrize('block', [512, 2048])
+def test_ntfs_in_an_apple_partition_map(block, tmp_path, capsys):
+    ddm = bytearray(SECTOR)
+    struct.pack_into('>2sH', ddm, 0, b'ER', block)
+    entry = bytearray(SECTOR)
+    struct.pack_into('>2sHIII', entry, 0, b'PM', 0, 1,
+                     6144 * SECTOR // block, 100)
+    assert_refused(_foreign(bytes(ddm), [(block // SECTOR, bytes(entry))]),
+                   tmp_path, capsys)
+
+
+def test_ntfs_in_an_sgi_volume_header(tmp_path, capsys):
+    zero = bytearray(SECTOR)
+    struct.pack_into('>I', zero, 0, 0x0BE5A941)
+    struct.pack_into('>III', zero, 312 + 12 * 5, 4096, 6144, 0x83)
+    assert_refused(_foreign(bytes(zero)), tmp_path, capsys)
+
+
+def test_ntfs_in_a_sun_label(tmp_path, capsys):
+    zero = bytearray(SECTOR)
+    struct.pack_into('>HH', zero, 436, 2, 32)         # 64 sectors/cylinder
+    struct.pack_into('>II', zero, 444 + 8 * 3, 6144 // 64, 4096)
+    zero[508:510] = b'\xda\xbe'
+    assert_refused(_foreign(bytes(zero)), tmp_path, capsys)
+
+
+def test_ntfs_in_an_atari_root_sector(tmp_path, capsys):
+    zero = bytearray(SECTOR)
+    struct.pack_into('>B3sII', zero, 454 + 12, 1, b'LNX', 6144, 4096)
+    assert_refused(_foreign(bytes(zero)), tmp_path, capsys)
+
+
+def test_ntfs_in_an_ultrix_label(tmp_path, capsys):
+    label = bytearray(SECTOR)
+    struct.pack_into('<II', label, 440, 0x032957, 1)
+    struct.pack_into('<iI', label, 448 + 8 * 2, 4096, 6144)
+    assert_refused(_foreign(bytes(SECTOR), [(31, bytes(label))]), tmp_path,
+                   capsys)

@@ -249,6 +249,49 @@ def build_nested(disk, names):
     disk.put(0, mbr)
 
 
+def build_foreign(disk, names):
+    """An Apple partition map, an SGI volume header or a Sun label."""
+    rng = disk.rng
+    kind = rng.choice(('apm', 'sgi', 'sun'))
+    disk.tricks.append(kind)
+    starts = [disk.volume(name) for name in names]
+    zero = bytearray(SECTOR)
+    if kind == 'apm':
+        block = rng.choice((512, 2048))
+        scale = block // SECTOR
+        struct.pack_into('>2sHI', zero, 0, b'ER', block, DISK // block)
+        for n, start in enumerate([None] + starts):
+            entry = bytearray(SECTOR)
+            first, count, name, what = (
+                (1, 63, b'map', b'Apple_partition_map') if start is None
+                else (start // scale, 2 * UNIT // scale, b'part',
+                      b'Apple_UNIX_SVR2'))
+            struct.pack_into('>2sHIII', entry, 0, b'PM', 0, len(starts) + 1,
+                             first, count)
+            entry[16:16 + len(name)] = name
+            entry[48:48 + len(what)] = what
+            disk.put((n + 1) * scale, entry)
+    elif kind == 'sgi':
+        struct.pack_into('>I', zero, 0, 0x0BE5A941)
+        for n, start in enumerate(starts):
+            struct.pack_into('>III', zero, 312 + 12 * n, 2 * UNIT, start,
+                             0x83)
+        total = sum(struct.unpack('>128I', bytes(zero)))
+        struct.pack_into('>I', zero, 504, -total & 0xFFFFFFFF)
+    else:
+        # 1 track of 64 sectors per cylinder: starts are multiples of 64.
+        struct.pack_into('>HHHH', zero, 432, DISK // SECTOR // 64, 0, 1, 64)
+        for n, start in enumerate(starts):
+            struct.pack_into('>II', zero, 444 + 8 * n, start // 64,
+                             2 * UNIT)
+        zero[508:510] = b'\xda\xbe'
+        checksum = 0
+        for at in range(0, 510, 2):
+            checksum ^= struct.unpack_from('>H', zero, at)[0]
+        struct.pack_into('>H', zero, 510, checksum)
+    disk.put(0, zero)
+
+
 def build_gpt(disk, names, hostile):
     rng = disk.rng
     count = rng.choice((128, 128, 200, 256)) if hostile else 128
@@ -291,7 +334,8 @@ def generate(seed, volumes, hostile):
     rng = random.Random(seed)
     disk = Disk(rng, volumes)
     names = _contents(rng, hostile)
-    layout = rng.choice(('bare', 'mbr', 'mbr', 'gpt', 'gpt', 'nested'))
+    layout = rng.choice(('bare', 'mbr', 'mbr', 'gpt', 'gpt', 'nested',
+                         'foreign'))
     if layout == 'bare':
         disk.put(0, volumes[names[-1]])
         if names[-1] == 'ntfs':
@@ -301,6 +345,8 @@ def generate(seed, volumes, hostile):
         build_mbr(disk, names[:split], names[split:])
     elif layout == 'nested':
         build_nested(disk, names)
+    elif layout == 'foreign':
+        build_foreign(disk, names)
     else:
         build_gpt(disk, names, hostile)
     if hostile and rng.random() < 0.3:
@@ -424,7 +470,7 @@ def test_every_disk_util_linux_reads_as_ntfs_is_refused(volumes, tmp_path,
     assert sum(found.values()) >= 20, found
     for trick in ('ebr', 'ebr-entry', 'gpt-count', 'gpt-array',
                   'gpt-blank-primary', 'decoys', 'hidden', 'nested',
-                  'plain'):
+                  'apm', 'sgi', 'sun', 'plain'):
         assert trick in found, found
 
 
