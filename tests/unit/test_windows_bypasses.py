@@ -358,3 +358,12 @@ def test_ntfs_in_an_ultrix_label(tmp_path, capsys):
     struct.pack_into('<iI', label, 448 + 8 * 2, 4096, 6144)
     assert_refused(_foreign(bytes(SECTOR), [(31, bytes(label))]), tmp_path,
                    capsys)
+
+
+def test_ntfs_boot_sector_without_signature(tmp_path, capsys):
+    # blkid -p finds NTFS without the 0x55AA signature.
+    unsigned = NTFS[:510] + b'\0\0'
+    vhd = builder.Dynamic(8 * MIB)
+    vhd.write(0, mbr((0, 0x07, 4096, 4096)))
+    vhd.write(4096 * SECTOR, unsigned)
+    assert_refused(vhd.build(), tmp_path, capsys)
