@@ -71,6 +71,11 @@ _NTFS_OEM_IDS = (b'NTFS    ', b'-FVE-FS-')
 _GPT_SIGNATURE = b'EFI PART'
 _EXTENDED_TYPES = (0x05, 0x0F, 0x85)
 _MAX_NTFS_SECTORS = 16384
+# The ranges of sectors fed are kept exactly up to this many ranges; past
+# it (bitmaps fragmented on purpose) gaps under _FED_GAP sectors count as
+# fed, which bounds the ranges by one per 2 MiB of disk.
+_MAX_FED_RANGES = 65536
+_FED_GAP = 4096
 _MAX_EBRS = 1024
 _MAX_EBR_CANDIDATES = 4096
 _MAX_GPT_HEADERS = 64
@@ -138,6 +143,7 @@ class WindowsDetector:
         # Sector ranges fed so far: sorted, merged [start, end) lists.
         self._fed_starts = []
         self._fed_ends = []
+        self._fed_gap = 0
         self._ntfs_sectors = set()
         # {partition start sector: description}
         self._starts = {}
@@ -293,12 +299,14 @@ class WindowsDetector:
             for lba in list(self._pending_ebrs):
                 if lba in self._ebr_candidates:
                     info = self._ebr_candidates[lba]
-                elif first <= lba < end or lba in self._head or (
-                        self._was_fed(lba)):
-                    sector = self._sector(lba, first, raw)
-                    info = _parse_ebr(sector) if sector is not None else None
                 else:
-                    continue        # not fed yet
+                    sector = self._sector(lba, first, raw)
+                    if sector is None:
+                        # Not fed yet, or fed before as a sector that is
+                        # no EBR: waits (candidates are kept meanwhile);
+                        # finish() ends the chain there.
+                        continue
+                    info = _parse_ebr(sector)
                 self._read_ebr(lba, info)
                 progress = True
         if self._mbr_done and not self._pending_ebrs:
@@ -488,14 +496,31 @@ class WindowsDetector:
     # -- bookkeeping -------------------------------------------------------
 
     def _mark_fed(self, first, end):
+        """Note sectors fed.
+
+        Past ``_MAX_FED_RANGES`` ranges, gaps under ``_FED_GAP`` sectors
+        are closed: they count as fed.  Only the GPT entry array check
+        asks, where "fed before and not kept" refuses: that fails closed.
+        """
         starts, ends = self._fed_starts, self._fed_ends
-        i = bisect.bisect_left(ends, first)
-        j = bisect.bisect_right(starts, end)
+        gap = self._fed_gap
+        i = bisect.bisect_left(ends, first - gap)
+        j = bisect.bisect_right(starts, end + gap)
         if i < j:
             first = min(first, starts[i])
             end = max(end, ends[j - 1])
         starts[i:j] = [first]
         ends[i:j] = [end]
+        if len(starts) > _MAX_FED_RANGES and not gap:
+            self._fed_gap = _FED_GAP
+            merged_starts, merged_ends = [], []
+            for start, stop in zip(starts, ends, strict=True):
+                if merged_ends and start - merged_ends[-1] < _FED_GAP:
+                    merged_ends[-1] = stop
+                else:
+                    merged_starts.append(start)
+                    merged_ends.append(stop)
+            self._fed_starts, self._fed_ends = merged_starts, merged_ends
 
     def _was_fed(self, lba):
         i = bisect.bisect_right(self._fed_starts, lba) - 1

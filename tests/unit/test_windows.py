@@ -333,10 +333,11 @@ def test_ebr_candidates_stay_bounded():
     data = bytearray(disk(size=(EXT_START + count) * 512))
     for lba in range(EXT_START, EXT_START + count):
         data[lba * 512:(lba + 1) * 512] = fake
+    # The only EBR of the MBR's extended partition, without a link.
+    data[64 * 512:65 * 512] = ebr((0x83, 1, 1))
     detector = windows.WindowsDetector()
     detector.feed(512, bytes(data[512:]))
-    assert len(detector._ebr_candidates) == count
-    # An MBR whose extended partition holds no chain.
+    assert len(detector._ebr_candidates) == count + 1
     detector.feed(0, mbr((0x05, 64, 100)))
     assert detector._ebr_candidates == {}
     detector.finish()
@@ -360,3 +361,25 @@ def test_import_package_refuses_windows_in_a_logical_partition():
     with pytest.raises(errors.WindowsImageError) as info:
         package.read()
     assert 'logical partition 2 of MBR partition 2' in info.value.detail
+
+
+def test_fed_ranges_stay_bounded(monkeypatch):
+    # A bitmap fragmented on purpose (every other sector): past the cap,
+    # gaps are closed and the ranges stay few; detection still works.
+    monkeypatch.setattr(windows, '_MAX_FED_RANGES', 100)
+    detector = windows.WindowsDetector()
+    for lba in range(4096, 4096 + 2 * 5000, 2):
+        detector.feed(lba * 512, bytes(512))
+    assert len(detector._fed_starts) <= 101
+    detector.feed(0, mbr((0x83, 20000, 100)))
+    with pytest.raises(errors.WindowsImageError):
+        detector.feed(20000 * 512, NTFS)
+
+
+def test_chain_through_a_sector_fed_before_that_is_no_ebr():
+    # The extended partition's first sector came first and is no EBR: the
+    # chain ends there (at finish), nothing else is read.
+    data = logical_disk((0x83, 0x07), {1: NTFS})
+    data = bytearray(data)
+    data[EXT_START * 512:(EXT_START + 1) * 512] = bytes(512)
+    assert detect_all_ways(bytes(data)) == {False}
