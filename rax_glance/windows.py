@@ -14,7 +14,8 @@ refuses when it cannot decide.  A disk is taken for Windows when:
   (stored before its header and not kept), an unusual GPT entry size.
 
 An NTFS boot sector is any sector with the OEM id ``"NTFS    "`` (or the
-BitLocker id ``"-FVE-FS-"``) at offset 3; like ``blkid`` the 0x55AA
+BitLocker id ``"-FVE-FS-"``, or a BitLocker To Go ``"MSWIN4.1"`` boot
+sector with the BitLocker GUID) at offset 3; like ``blkid`` the 0x55AA
 signature is not required.
 
 "Any partition" is the union of what every reader may take as one:
@@ -68,6 +69,10 @@ _RECENT_SECTORS = 33
 _LDM_MBR_TYPE = 0x42
 _LDM_METADATA = uuid.UUID('5808C8AA-7E8F-42E0-85D2-E1E90434CFB3').bytes_le
 _NTFS_OEM_IDS = (b'NTFS    ', b'-FVE-FS-')
+# BitLocker To Go: a FAT-looking boot sector ("MSWIN4.1") carrying the
+# BitLocker GUID at byte 424 (blkid reports it as BitLocker).
+_TOGO_OEM = b'MSWIN4.1'
+_TOGO_GUID = uuid.UUID('4967D63B-2E29-4AD8-8399-F6A339E3D001').bytes_le
 _GPT_SIGNATURE = b'EFI PART'
 _EXTENDED_TYPES = (0x05, 0x0F, 0x85)
 _MAX_NTFS_SECTORS = 16384
@@ -106,10 +111,6 @@ _MAX_APM_ENTRIES = 4096
 # Minix subpartitions live in the partition's own first sector: not read,
 # such partitions are refused.
 _MINIX_TYPE = 0x81
-
-
-def is_ntfs_boot_sector(sector):
-    return len(sector) >= 11 and bytes(sector[3:11]) in _NTFS_OEM_IDS
 
 
 def _entries(sector):
@@ -216,11 +217,13 @@ class WindowsDetector:
         # Byte 3 of every sector: only sectors starting an OEM id there
         # are compared in full.
         column = bytes(raw[3::SECTOR])
-        for oem in _NTFS_OEM_IDS:
+        for oem in _NTFS_OEM_IDS + (_TOGO_OEM,):
             index = column.find(oem[:1])
             while index >= 0:
                 at = index * SECTOR
-                if raw[at + 3:at + 11] == oem:
+                if raw[at + 3:at + 11] == oem and (
+                        oem != _TOGO_OEM
+                        or raw[at + 424:at + 440] == _TOGO_GUID):
                     self._add_ntfs(first + index)
                 index = column.find(oem[:1], index + 1)
 

@@ -367,3 +367,17 @@ def test_ntfs_boot_sector_without_signature(tmp_path, capsys):
     vhd.write(0, mbr((0, 0x07, 4096, 4096)))
     vhd.write(4096 * SECTOR, unsigned)
     assert_refused(vhd.build(), tmp_path, capsys)
+
+
+def test_bitlocker_to_go_volume(tmp_path, capsys):
+    togo = bytearray(SECTOR)
+    togo[0:11] = b'\xeb\x58\x90MSWIN4.1'
+    togo[424:440] = uuid.UUID('4967D63B-2E29-4AD8-8399-F6A339E3D001').bytes_le
+    vhd = builder.Dynamic(8 * MIB)
+    vhd.write(0, mbr((0, 0x0C, 4096, 4096)))
+    vhd.write(4096 * SECTOR, bytes(togo))
+    assert_refused(vhd.build(), tmp_path, capsys)
+    # A FAT volume formatted by Windows (same OEM id, no GUID) passes.
+    togo[424:440] = bytes(16)
+    vhd.write(4096 * SECTOR, bytes(togo))
+    assert refused(vhd.build()) is False
