@@ -383,3 +383,34 @@ def test_chain_through_a_sector_fed_before_that_is_no_ebr():
     data = bytearray(data)
     data[EXT_START * 512:(EXT_START + 1) * 512] = bytes(512)
     assert detect_all_ways(bytes(data)) == {False}
+
+
+def test_hostile_tables_raise_nothing_but_typed_errors():
+    # Random sectors dressed as every table the detector reads, random
+    # fields, fed in random orders and sizes.
+    rng = random.Random(11)
+    magics = [(0, b'EFI PART'), (0, b'\x57\x45\x56\x82'),
+              (64, b'\x57\x45\x56\x82'), (128, b'\x57\x45\x56\x82'),
+              (12, b'\xee\xde\x0d\x60'), (4, b'\x0d\x60\x5e\xca'),
+              (0, b'PM\0\0'), (0, b'ER'), (0, b'\x0b\xe5\xa9\x41'),
+              (508, b'\xda\xbe'), (3, b'NTFS    '), (510, b'\x55\xaa')]
+    sectors = 512
+    for _ in range(60):
+        data = bytearray(rng.randbytes(sectors * 512))
+        for _ in range(40):
+            lba = rng.randrange(sectors)
+            at, magic = rng.choice(magics)
+            data[lba * 512 + at:lba * 512 + at + len(magic)] = magic
+            if magic == b'EFI PART':
+                # MyLBA right, the rest small enough to point inside.
+                struct.pack_into('<QQQII', data, lba * 512 + 24, lba,
+                                 rng.randrange(sectors), 0,
+                                 rng.randrange(sectors),
+                                 rng.choice((0, 4, 128, 1 << 20)))
+                struct.pack_into('<I', data, lba * 512 + 84,
+                                 rng.choice((128, 256, 100, 0)))
+        data = bytes(data)
+        assert detect(data, chunk=rng.choice((512, 4096, 65536))) in (
+            True, False)
+        assert detect_shuffled(data, 4096, rng.randrange(1000)) in (
+            True, False)
