@@ -86,6 +86,7 @@ _MAX_EBR_CANDIDATES = 4096
 _MAX_GPT_HEADERS = 64
 _MAX_GPT_ENTRIES = 16384
 _GPT_ENTRY = 128
+_MAX_GPT_ARRAY_SECTORS = _MAX_GPT_ENTRIES * _GPT_ENTRY // SECTOR
 # Partition tables nested in a partition that util-linux (partx) and the
 # kernel read: BSD disklabels (magic 0x82564557 at byte 64, 128 or 512 of
 # the slice), Solaris x86 VTOCs (sanity 0x600DDEEE at byte 12 of the
@@ -354,10 +355,10 @@ class WindowsDetector:
         if size < _GPT_ENTRY or size % _GPT_ENTRY:
             raise _Undecidable('GPT header at sector %d has entries of %d '
                                'bytes' % (lba, size))
-        if count > _MAX_GPT_ENTRIES:
-            raise _Undecidable('GPT header at sector %d has %d entries'
-                               % (lba, count))
         sectors = -(-count * size // SECTOR)
+        if count > _MAX_GPT_ENTRIES or sectors > _MAX_GPT_ARRAY_SECTORS:
+            raise _Undecidable('GPT header at sector %d has %d entries of %d '
+                               'bytes' % (lba, count, size))
         array = (lba, entry_lba, entry_lba + sectors, count, size)
         # Sectors of the array fed before must have been kept (those of
         # this extent are read by _read_arrays).

@@ -414,3 +414,15 @@ def test_hostile_tables_raise_nothing_but_typed_errors():
             True, False)
         assert detect_shuffled(data, 4096, rng.randrange(1000)) in (
             True, False)
+
+
+@pytest.mark.parametrize('count,size', [(16385, 128), (8192, 512), (4, 100)])
+def test_gpt_arrays_over_the_caps_cannot_be_judged(count, size):
+    header = bytearray(512)
+    header[0:8] = b'EFI PART'
+    struct.pack_into('<Q', header, 24, 1)
+    struct.pack_into('<QII', header, 72, 2, count, size)
+    detector = windows.WindowsDetector()
+    with pytest.raises(errors.WindowsImageError) as info:
+        detector.feed(0, mbr((0xEE, 1, 100000)) + bytes(header))
+    assert 'cannot be judged' in info.value.detail
