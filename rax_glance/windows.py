@@ -150,18 +150,21 @@ class WindowsDetector:
         # {partition start sector: description}
         self._starts = {}
         self._mbr_done = False
-        # Extended MBR partitions: [(start, entry number)]; EBRs to read
-        # {lba: (extended start, what)}; EBRs read.
+        # EBRs to read {lba: (extended partition start, what)}, EBRs read,
+        # and the decoded sectors that may be EBRs {lba: entries}, kept
+        # while the MBR is unknown or a chain is not walked to its end.
         self._pending_ebrs = {}
         self._visited_ebrs = set()
         self._ebr_candidates = {}
-        # GPT header candidates: {lba: (entry lba, count, size)}, and the
-        # entry array sectors still to read {lba: (header lba, first index)}.
+        # GPT header candidates {lba: (entry lba, count, size)}; their
+        # entry arrays [(header lba, first, end, count, size)]; the number
+        # of non-empty entries read.
         self._gpt_headers = {}
-        self._nested_labels = 0
-        self._apm_starts = []
-        self._gpt_entries = 0
         self._wanted_arrays = []
+        self._gpt_entries = 0
+        self._nested_labels = 0
+        # Apple partition map entries [(lba, start in blocks)].
+        self._apm_starts = []
         self.windows = False
         self.reason = None
 
