@@ -168,7 +168,7 @@ def public_message(exc, what):
     elif isinstance(exc, UploadCancelled):
         reason = 'cancelled'
     elif isinstance(exc, AccessError):
-        reason = 'the store cannot reach Swift'
+        reason = 'Swift is unreachable or refuses the store\'s credentials'
     elif isinstance(exc, SwiftError):
         reason = 'Swift failed'
     else:

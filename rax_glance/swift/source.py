@@ -25,8 +25,9 @@ the requesting project:
 - versioned objects: the legacy ``X-Versions-Location`` / ``X-History-Location`` keep old
   versions in another container of the same account and serve the current one at the name,
   so the name is read as any object; with object versioning (``X-Versions-Enabled``) the
-  name is a link into the account's reserved versions container, which is read by its
-  ``version-id`` (pinned, same account) and resolved like any object.
+  name answers as a link to ``<c>/<o>?version-id=<id>`` (``X-Object-Version-Id``): that
+  version is read by its id (same account, Swift's reserved versions container) and
+  resolved like any object, so a version that is itself a symlink is checked too.
 
 The result is a list of :class:`Piece` (container, object, ETag, byte range), all in the
 account. :func:`open_source` then reads exactly those pieces, each with
@@ -231,22 +232,25 @@ class Resolver:
         seen = seen + (key,)
         headers = self._head(container, obj, query)
 
+        version_id = headers.get('x-object-version-id')
+        # `null`: an object written before versioning was enabled; it lives at the name.
+        if version_id and version_id != 'null' and 'version-id=' not in query:
+            # Object versioning: the name is a link to its current version (the target
+            # reads `<c>/<o>?version-id=<id>`); read that version by its id, then resolve
+            # what it is (data, or a link of its own) like any object.
+            return self._versioned(container, obj, headers, depth, seen)
+
         target = headers.get('x-symlink-target')
         if target is not None:
             account = headers.get('x-symlink-target-account')
             if account is not None and urllib.parse.unquote(account) != self.account:
                 _refuse('%s/%s is a symlink into account %s (the task\'s is %s)', container,
                         obj, account, self.account)
-            if urllib.parse.unquote(target).startswith('\x00'):
-                # Object versioning keeps the data in a reserved container of the same
-                # account; only the version id reaches it.
-                return self._versioned(container, obj, headers, depth, seen)
+            if '?' in target or urllib.parse.unquote(target).startswith('\x00'):
+                _refuse('%s/%s links to %r, which only object versioning may', container,
+                        obj, target)
             t_container, t_obj = _split_target(target, 'Symlink target')
             return self._resolve(t_container, t_obj, depth + 1, seen)
-
-        version_id = headers.get('x-object-version-id')
-        if version_id and 'version-id=' not in query:
-            return self._versioned(container, obj, headers, depth, seen)
 
         if _is_true(headers.get('x-static-large-object')):
             return self._slo(container, obj, headers.get('etag', '').strip('"'), depth, seen)
@@ -265,9 +269,7 @@ class Resolver:
         return self._add([Piece(container, obj, etag, 0, size, size, query=query)])
 
     def _versioned(self, container, obj, headers, depth, seen):
-        version_id = headers.get('x-object-version-id')
-        if not version_id or version_id == 'null':
-            _refuse('%s/%s is a versioning link without a usable version id', container, obj)
+        version_id = headers['x-object-version-id']
         query = 'version-id=%s&%s' % (urllib.parse.quote(version_id, safe=''), NOFOLLOW)
         return self._resolve(container, obj, depth + 1, seen, query=query)
 

@@ -212,7 +212,7 @@ def test_long_symlink_chain_is_refused(fake):
 
 
 @pytest.mark.parametrize('target', ['nocontainer', '/c/plain.vhd', 'c/', 'c/%FF%FE',
-                                    'c/a/../b', '%00versions/x'])
+                                    'c/a/../b'])
 def test_malformed_symlink_target_is_refused(fake, target):
     fake.accounts[OWN]['c']['bad'] = {'body': b'', 'meta': {'x-symlink-target': target}}
     refused(fake, OWN, 'c', 'bad')
@@ -315,16 +315,66 @@ def test_parse_range(value, size, expected):
 
 
 # -- versions -------------------------------------------------------------------------------
-def test_object_versioning_link_is_read_by_version_id(fake):
-    fake.put(OWN, 'c', 'v.vhd', b'V' * 10, x_object_version_id='1700000000.00000')
-    resolved, data = read(fake, OWN, 'c', 'v.vhd')
+def _versioned(fake, account, container, name, version, obj):
+    """What object versioning shows: the name is a link to `name?version-id=<version>`."""
+    fake.accounts.setdefault(account, {}).setdefault(container, {})[name] = {
+        'body': b'', 'meta': {'x-symlink-target': '%s/%s?version-id=%s'
+                              % (container, name, version),
+                              'x-object-version-id': version}}
+    obj['meta']['x-object-version-id'] = version
+    fake.accounts[account][container]['%s?version-id=%s' % (name, version)] = obj
+
+
+class _VersionedConnection(FakeConnection):
+    def _follow(self, account, container, name, query, depth=0):
+        for part in (query or '').split('&'):
+            if part.startswith('version-id='):
+                name = '%s?%s' % (name, part)
+        return super()._follow(account, container, name, query, depth)
+
+
+@pytest.fixture
+def vfake(fake):
+    fake.connection = lambda account: _VersionedConnection(fake, account)
+    return fake
+
+
+def test_object_versioning_reads_the_current_version_by_id(vfake):
+    _versioned(vfake, OWN, 'ver', 'o.vhd', '1700000000.00000',
+               {'body': b'V' * 10, 'meta': {}})
+    resolved, data = read(vfake, OWN, 'ver', 'o.vhd')
     assert data == b'V' * 10
-    assert 'version-id=1700000000.00000' in resolved.pieces[0].query
+    assert resolved.pieces[0].query.startswith('version-id=1700000000.00000&')
 
 
-def test_versioning_link_without_version_id_is_refused(fake):
-    fake.symlink(OWN, 'c', 'v.vhd', '\x00versions\x00c/\x00v.vhd')
-    refused(fake, OWN, 'c', 'v.vhd')
+def test_object_version_that_is_a_foreign_symlink_is_refused(vfake):
+    _versioned(vfake, OWN, 'ver', 'o.vhd', '1700000001.00000', {'body': b'', 'meta': {
+        'x-symlink-target': 'private/victim.vhd', 'x-symlink-target-account': OTHER}})
+    assert 'symlink into account' in refused(vfake, OWN, 'ver', 'o.vhd').message
+
+
+def test_object_version_that_is_an_own_symlink_is_followed(vfake):
+    _versioned(vfake, OWN, 'ver', 'o.vhd', '1700000002.00000', {'body': b'', 'meta': {
+        'x-symlink-target': 'c/plain.vhd'}})
+    assert read(vfake, OWN, 'ver', 'o.vhd')[1] == b'A' * 3000
+
+
+def test_null_version_is_read_at_its_name(fake):
+    fake.put(OWN, 'c', 'v', b'x', x_object_version_id='null')
+    resolved, data = read(fake, OWN, 'c', 'v')
+    assert data == b'x' and 'version-id' not in resolved.pieces[0].query
+
+
+def test_null_version_foreign_symlink_is_refused(fake):
+    fake.symlink(OWN, 'c', 'v', 'private/victim.vhd', target_account=OTHER)
+    fake.accounts[OWN]['c']['v']['meta']['x-object-version-id'] = 'null'
+    refused(fake, OWN, 'c', 'v')
+
+
+@pytest.mark.parametrize('target', ['c/plain.vhd?version-id=1', '%00versions%00c/x'])
+def test_plain_symlink_posing_as_a_version_link_is_refused(fake, target):
+    fake.accounts[OWN]['c']['v'] = {'body': b'', 'meta': {'x-symlink-target': target}}
+    assert 'only object versioning' in refused(fake, OWN, 'c', 'v').message
 
 
 # -- time of check / time of use ----------------------------------------------------------
