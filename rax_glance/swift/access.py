@@ -132,14 +132,24 @@ def _service_account(conf, service_auth=None):
 
 def store_accounts(conf=CONF, service_auth=None):
     """Every Swift account a task must never touch: the account of each `swiftdlo` backend
-    of ``[DEFAULT] enabled_backends`` (``swiftdlo_account_project``'s, else the service
-    user's own) and ``[rax_swift] protected_accounts``."""
+    of ``[DEFAULT] enabled_backends`` (or of ``[glance_store]`` when its single store is
+    `swiftdlo`): ``swiftdlo_account_project``'s, else the service user's own; and
+    ``[rax_swift] protected_accounts``."""
     group = getattr(conf, GROUP)
     accounts = {a.strip() for a in group.protected_accounts or () if a.strip()}
     try:
         backends = conf.enabled_backends or {}
     except (cfg.NoSuchOptError, AttributeError):
         backends = {}
+    backends = dict(backends)
+    try:
+        # Single-store configuration ([glance_store] stores / default_store).
+        legacy = conf.glance_store
+        if 'swiftdlo' in [str(x).strip() for x in (legacy.stores or [])] + \
+                [str(legacy.default_store or '').strip()]:
+            backends['glance_store'] = 'swiftdlo'
+    except (cfg.NoSuchOptError, AttributeError):
+        pass
     for name, kind in backends.items():
         if str(kind).strip() != 'swiftdlo':
             continue

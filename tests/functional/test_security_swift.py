@@ -292,6 +292,22 @@ def test_swift_put_replaces_a_symlink_instead_of_writing_through_it(victim, atta
         b'written by the export'
 
 
+def test_export_cleanup_never_deletes_through_a_symlink(stack_info, victim, attacker):
+    """The cleanup of a failed export (manifest, then everything under the segment prefix)
+    deletes links themselves, never their targets in another account."""
+    _, vswift = victim
+    glance, aswift = attacker
+    name = 'x.vhd'
+    _symlink(aswift, 'c', name, 'private/victim.vhd', _account(victim[0]))
+    _symlink(aswift, 'c', dlo.segment_name(name, 1), 'private/notes.txt',
+             _account(victim[0]))
+    own = access.ProjectSwift.for_project(glance.project, service_conf(stack_info['swift']))
+    assert dlo.delete_dlo(own, 'c', name) == 2
+    assert [o['name'] for o in aswift.get_container('c')[1]] == []
+    vswift.head_object('private', 'victim.vhd')
+    vswift.head_object('private', 'notes.txt')
+
+
 def test_export_refused_by_a_container_quota_leaves_nothing(attacker, raw_image):
     glance, aswift = attacker
     # Below one segment (1 MiB here): quotas compare with cached usage, so concurrent

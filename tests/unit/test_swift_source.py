@@ -482,3 +482,36 @@ def test_keystone_task_in_a_protected_account_is_refused():
                            'service_catalog': catalog})()
     with pytest.raises(errors.ProtectedAccount):
         access.ProjectSwift.from_context(ctx, conf)
+
+
+def test_single_store_configuration_is_protected_too(monkeypatch):
+    monkeypatch.setattr(access, '_SERVICE_ACCOUNTS', {})
+    conf = _service_conf()
+    conf.register_opts([cfg.ListOpt('stores', default=['file', 'http']),
+                        cfg.StrOpt('default_store', default='file')], group='glance_store')
+    auth = _Auth('http://swift/v1/AUTH_service')
+    assert access.store_accounts(conf, auth) == set()
+    conf.set_override('default_store', 'swiftdlo', group='glance_store')
+    assert access.store_accounts(conf, auth) == {'AUTH_service'}
+    assert auth.calls == 1
+
+
+# -- class 7: store errors shown to Glance API users name no location -----------------------
+@pytest.mark.parametrize('exc', [
+    errors.IntegrityError('glance-images', 'img-1', ['segment img-1-00002 is missing']),
+    errors.ObjectNotFound('glance-images', 'img-1'),
+    errors.ContainerNotFound('glance-images'),
+    errors.NotADLO('glance-images/img-1 is not a verifiable Dynamic Large Object'),
+    errors.UploadFailed('Writing glance-images/img-1 failed', 507,
+                        leftovers=['img-1-00001'],
+                        cause=swiftclient.ClientException('x', http_status=507)),
+    errors.ObjectExists('glance-images', 'img-1'),
+    errors.InvalidName('glance-images/img-1'),
+])
+def test_public_store_messages_name_no_location(exc):
+    mapped = errors.to_store_exception(exc, 'Reading image data from Swift', public=True)
+    text = getattr(mapped, 'msg', None) or str(mapped)
+    assert text.startswith('Reading image data from Swift: ')
+    assert 'glance-images' not in text and 'img-1' not in text
+    # The detailed message is still there for the log.
+    assert 'glance-images' in errors.describe(exc, 'Reading image data from Swift')
