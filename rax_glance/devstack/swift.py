@@ -158,7 +158,7 @@ class SwiftNode:
             raise process.StackError('%s is missing: install Debian\'s memcached package '
                                      '(tools/bootstrap does)' % MEMCACHED)
         on_spawn(process.spawn(
-            'memcached', [MEMCACHED, '-l', '127.0.0.1', '-p', str(self.ports['memcached']),
+            'swift-memcached', [MEMCACHED, '-l', '127.0.0.1', '-p', str(self.ports['memcached']),
                           '-U', '0', '-m', '64', '-u', _current_user()],
             Path(logs_dir) / 'memcached.log', env=env))
         started = []
