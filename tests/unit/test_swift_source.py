@@ -515,3 +515,37 @@ def test_public_store_messages_name_no_location(exc):
     assert 'glance-images' not in text and 'img-1' not in text
     # The detailed message is still there for the log.
     assert 'glance-images' in errors.describe(exc, 'Reading image data from Swift')
+
+
+# -- the import flow's mapping: one message for every refusal, transient errors stay so -----
+def _mapped(exc):
+    from rax_glance.tasks import messages
+    from rax_glance.tasks.flows import import_flow
+
+    job = type('Job', (), {'id': 't1'})()
+    try:
+        with import_flow._refused_as_not_found(job, {'container': 'c', 'object': 'o'}):
+            raise exc
+    except messages.TaskFailed as failed:
+        return failed.message
+    except Exception as other:  # noqa: BLE001 - what the executor reports as unexpected
+        return other
+
+
+@pytest.mark.parametrize('exc', [
+    source.SourceRefused('symlink into account AUTH_victim'),
+    errors.ProtectedAccount('AUTH_service'),
+    errors.AccessError('The object-store endpoint is not the account of project p'),
+    errors.InvalidName('bad'),
+    swiftclient.ClientException('x', http_status=403),
+    swiftclient.ClientException('x', http_status=404),
+    swiftclient.ClientException('x', http_status=412),
+])
+def test_every_refusal_is_the_same_not_found_message(exc):
+    assert _mapped(exc) == 'Image not found for import. Possible invalid location'
+
+
+@pytest.mark.parametrize('status', [500, 503])
+def test_swift_outages_are_not_reported_as_not_found(status):
+    exc = swiftclient.ClientException('x', http_status=status)
+    assert _mapped(exc) is exc
