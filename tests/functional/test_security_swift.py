@@ -229,6 +229,23 @@ def test_no_existence_oracle_for_other_accounts(victim, attacker):
     assert task['status'] == 'failure' and task['message'] == NOT_VHD, task
 
 
+@pytest.mark.parametrize('suffix', ['?symlink=get', '?multipart-manifest=get',
+                                    '?temp_url_sig=0&temp_url_expires=9999999999',
+                                    '%3Fsymlink=get', '#frag'])
+def test_query_strings_in_import_from_are_names_not_requests(victim, attacker, suffix):
+    """`import_from` is always an object name: no query string reaches Swift's
+    middlewares (symlink, slo, tempurl) through it."""
+    glance, aswift = attacker
+    _symlink(aswift, 'c', 'link.vhd', 'private/victim.vhd', _account(victim[0]))
+    _refused(glance, 'c/link.vhd' + suffix)
+
+
+@pytest.mark.parametrize('import_from', ['c/../private/victim.vhd', '../private/victim.vhd',
+                                         '/private/victim.vhd', 'private', 'c/./x'])
+def test_path_tricks_in_import_from_are_refused(victim, attacker, import_from):
+    _refused(attacker[0], import_from)
+
+
 # -- what the customer may do in their own account still works ------------------------------
 def test_own_symlink_dlo_slo_and_versions_still_import(attacker):
     glance, aswift = attacker
