@@ -136,7 +136,8 @@ class UploadPackage(tf_task.Task):
         ctx = base.operator_context(self.job.context)
         repo = base.gateway().get_repo(ctx)
         image = base.retry_db(lambda: repo.get(image_id))
-        swift = base.project_swift(self.job)
+        with _refused_as_not_found(self.job, source):
+            swift = base.project_swift(self.job)
         conn = swift.connection()
         try:
             with _refused_as_not_found(self.job, source):
