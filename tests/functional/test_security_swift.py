@@ -296,6 +296,21 @@ def test_export_target_symlink_is_an_existing_object(victim, attacker, raw_image
     assert err.value.http_status == 404
 
 
+def test_export_segment_name_symlink_is_never_written_through(victim, attacker, raw_image):
+    glance, aswift = attacker
+    vglance, vswift = victim
+    name = '%s.vhd' % raw_image
+    seg = dlo.segment_name(name, 1)
+    vswift.put_container('landing')
+    _symlink(aswift, 'exports', seg, 'landing/%s' % seg, _account(vglance))
+    task = th.run_export(glance, raw_image)
+    assert task['status'] == 'failure', task
+    assert task['message'] == ("Objects named like the segments of the export already exist "
+                               "in user's container. Container/Object: exports/%s-*" % name)
+    assert [o['name'] for o in aswift.get_container('exports')[1]] == [seg]
+    assert vswift.get_container('landing')[1] == []
+
+
 def test_swift_put_replaces_a_symlink_instead_of_writing_through_it(victim, attacker):
     """What a race (a link created between the check and the write) could do at most:
     Swift's PUT replaces the link itself, in the writer's own account."""
