@@ -78,10 +78,11 @@ class FindSwiftObject(tf_task.Task):
 def _refused_as_not_found(job, source):
     """Missing, refused (another account, a Glance store's account, a loop, ...) and
     changed-while-read sources all give the same message: no oracle for what lies behind a
-    name. The reason goes to the log only."""
+    name. The reason goes to the log only. Swift or its auth being unreachable or
+    misconfigured stays an unexpected error (it is not the customer's doing)."""
     try:
         yield
-    except (swift_source.SourceRefused, swift_errors.AccessError,
+    except (swift_source.SourceRefused, swift_errors.ProtectedAccount,
             swift_errors.InvalidName) as exc:
         LOG.warning('Task %s: import source %s/%s refused: %s', job.id, source['container'],
                     source['object'], exc.message)
