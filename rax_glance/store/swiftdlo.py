@@ -112,10 +112,12 @@ def _translated(what, failures=_SWIFT_FAILURES):
             try:
                 return func(self, *args, **kwargs)
             except failures as exc:
-                mapped = errors.to_store_exception(exc, what, self._timeout())
+                # Glance shows the message to its API user: no container/object names
+                # there (they are the store's internals); the detail goes to the log.
+                mapped = errors.to_store_exception(exc, what, self._timeout(), public=True)
                 if mapped is exc:
                     raise
-                LOG.warning('%s: %s', what, getattr(mapped, 'msg', mapped))
+                LOG.warning('%s', errors.describe(exc, what))
                 raise mapped from exc
 
         run.__name__ = func.__name__
@@ -280,8 +282,8 @@ def _translating_iter(reader, what):
     try:
         yield from reader
     except _SWIFT_FAILURES as exc:
-        mapped = errors.to_store_exception(exc, what)
-        LOG.error('%s: %s', what, getattr(mapped, 'msg', mapped))
+        mapped = errors.to_store_exception(exc, what, public=True)
+        LOG.error('%s', errors.describe(exc, what))
         raise mapped from exc
 
 

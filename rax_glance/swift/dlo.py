@@ -172,7 +172,8 @@ class DLOWriter:
                 raise errors.ContainerNotFound(self.container) from None
             conn.put_container(self.container)
         try:
-            conn.head_object(self.container, self.obj)
+            # The name itself: a symlink there counts as an object (never follow it).
+            conn.head_object(self.container, self.obj, query_string='symlink=get')
         except swiftclient.ClientException as exc:
             if exc.http_status != 404:
                 raise

@@ -108,7 +108,12 @@ class CheckContainer(tf_task.Task):
         self.job = job
 
     def execute(self, target):
-        conn = base.project_swift(self.job).connection()
+        try:
+            conn = base.project_swift(self.job).connection()
+        except swift_errors.ProtectedAccount as exc:
+            # A Glance store's account is never a task's target, whoever asks.
+            LOG.warning('Task %s: %s', self.job.id, exc.message)
+            raise messages.TaskFailed(messages.CONTAINER_NOT_FOUND % target) from None
         try:
             try:
                 conn.head_container(target['container'])
@@ -117,7 +122,10 @@ class CheckContainer(tf_task.Task):
                     raise messages.TaskFailed(messages.CONTAINER_NOT_FOUND % target) from None
                 raise
             try:
-                conn.head_object(target['container'], target['object'])
+                # The name itself: a symlink there is an object (Swift must not follow it
+                # into another account: that would tell whether the target exists).
+                conn.head_object(target['container'], target['object'],
+                                 query_string='symlink=get')
             except swiftclient.ClientException as exc:
                 if exc.http_status != 404:
                     raise
@@ -174,6 +182,12 @@ class UploadVHD(tf_task.Task):
         except swift_errors.SegmentPrefixInUse:
             self.job.forget('export')
             raise messages.TaskFailed(messages.SEGMENTS_EXIST % fields) from None
+        except swift_errors.UploadFailed as exc:
+            if exc.http_status != 413:
+                raise
+            # A container or account quota refused a segment; what was written is gone.
+            LOG.warning('Task %s: %s', self.job.id, exc.message)
+            raise messages.TaskFailed(messages.QUOTA_EXCEEDED % fields) from None
         except engine_errors.ImageError as exc:
             LOG.warning('Task %s: image %s cannot be exported: %s', self.job.id,
                         target['image_id'], exc.describe())
