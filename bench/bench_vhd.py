@@ -105,9 +105,15 @@ def _text_corpus():
     return bytes(corpus * (1 + 16 * MIB // max(len(corpus), 1)))
 
 
-def make_mixed_disk(path, size):
-    """Per 2 MiB block: 45 % zeros, 20 % text, 20 % binaries, 15 % random."""
+def make_mixed_disk(path, size, random_fraction=0.15):
+    """Per 2 MiB block: 45 % zeros, 20 % text, 20 % binaries, 15 % random.
+
+    With another ``random_fraction``, text and binaries share what is left
+    of the 55 % of data blocks equally.
+    """
     rng = random.Random(size)
+    text_end = 0.45 + (0.55 - random_fraction) / 2
+    binary_end = 1.0 - random_fraction
     text, binary = _text_corpus(), _binary_corpus()
     with open(path, 'wb') as f:
         f.truncate(size)
@@ -115,9 +121,9 @@ def make_mixed_disk(path, size):
             kind = rng.random()
             if kind < 0.45:
                 continue
-            if kind < 0.65:
+            if kind < text_end:
                 source = text
-            elif kind < 0.85:
+            elif kind < binary_end:
                 source = binary
             else:
                 f.seek(index * BLOCK)
