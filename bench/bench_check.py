@@ -96,7 +96,7 @@ def row(job, ours, theirs):
 
 def bench(size_gib, layout, workdir, rounds):
     size = int(size_gib * GIB)
-    d = os.path.join(workdir, '%sg-%s' % (size_gib, layout))
+    d = os.path.join(workdir, '%gg-%s' % (size_gib, layout))
     os.makedirs(d, exist_ok=True)
     raw = os.path.join(d, 'disk.raw')
     if not os.path.exists(raw):
@@ -109,7 +109,7 @@ def bench(size_gib, layout, workdir, rounds):
                             '-o', 'subformat=%s' % kind, raw, vhd],
                            check=True)
         bench_vhd.drop_page_cache_of(vhd)
-        name = '%s GiB %s %s' % (size_gib, layout, kind)
+        name = '%g GiB %s %s' % (size_gib, layout, kind)
         shm = '/dev/shm/rax-glance-bench-check-%d.raw' % os.getpid()
         out = os.path.join(d, 'out.raw')
 
