@@ -144,8 +144,7 @@ class _Input:
         if self._fd is None or self.position >= end:
             return self.position
         try:
-            found = os.lseek(self._fd, self._base + self.position,
-                             os.SEEK_DATA) - self._base
+            found = self._find(os.SEEK_DATA)
         except OSError as exc:
             if exc.errno != errno.ENXIO:     # ENXIO: only a hole is left
                 return self.position
@@ -154,6 +153,29 @@ class _Input:
         if found > self.position:
             self.position = found
         return self.position
+
+    def _find(self, whence):
+        """SEEK_DATA/SEEK_HOLE from the position; the file offset is kept."""
+        kept = os.lseek(self._fd, 0, os.SEEK_CUR)
+        try:
+            return os.lseek(self._fd, self._base + self.position,
+                            whence) - self._base
+        finally:
+            os.lseek(self._fd, kept, os.SEEK_SET)
+
+    def data_end(self, end):
+        """Where the data at the position ends (the next hole), up to ``end``.
+
+        A sector boundary past the position; ``end`` for streams.
+        """
+        if self._fd is None or self.position >= end:
+            return end
+        try:
+            found = self._find(os.SEEK_HOLE)
+        except OSError:
+            return end
+        found += -found % fmt.SECTOR
+        return min(end, max(found, self.position + fmt.SECTOR))
 
     def skip_to(self, offset):
         if offset < self.position:
@@ -408,7 +430,8 @@ class StreamReader:
             offset = inp.next_data(data_end)
             if offset >= data_end:
                 break
-            chunk = inp.read(min(CHUNK - offset % CHUNK, data_end - offset))
+            chunk = inp.read(min(CHUNK - offset % CHUNK,
+                                 inp.data_end(data_end) - offset))
             yield offset, memoryview(chunk)
             offset += len(chunk)
         if data_end < fmt.SECTOR:
