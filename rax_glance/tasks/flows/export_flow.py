@@ -150,8 +150,11 @@ class UploadVHD(tf_task.Task):
 
     def _vhd_stream(self, image, spool_dir):
         data = vhd_content.IterStream(image.get_data(), image.size)
+        limits = ova.PackageLimits(
+            max_inflate_ratio=self.job.conf.rax_tasks.max_package_inflate_ratio)
         return ova.export_image(data, image.size, image.container_format, image.disk_format,
-                                tmpdir=spool_dir, vhd_limits=vhd_validate.UNLIMITED)
+                                tmpdir=spool_dir, limits=limits,
+                                vhd_limits=vhd_validate.UNLIMITED)
 
     def execute(self, target, image_kind):
         ctx = self.job.context
