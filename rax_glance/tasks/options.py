@@ -35,10 +35,12 @@ OPTS = [
                help='Directory for the spool files of exports that must coalesce a chain '
                     'of VHDs or convert a fixed or raw disk (up to the virtual disk size '
                     'per running export). The system temp dir when unset.'),
-    cfg.IntOpt('max_request_body_bytes', default=64 * 1024, min=1024,
-               help='Largest body of a `POST /v2/tasks` request. A larger body (by '
-                    '`Content-Length`, or while a chunked body is read) is refused with 413 '
-                    'before more than this many bytes are read; nothing is stored.'),
+    cfg.IntOpt('max_request_body_bytes', default=256 * 1024, min=1024,
+               help='Largest body of a `POST /v2/tasks` request (a real one is well under '
+                    '4 KiB). A larger body (by `Content-Length`, or while a chunked body is '
+                    'read) is refused with 413 before more than this many bytes are read; '
+                    'nothing is stored. Within the limit, JSON nested deeper than 32 levels '
+                    'is a 400.'),
     cfg.IntOpt('max_unfinished_tasks_per_project', default=20, min=0,
                help='Most tasks (`pending` plus `processing`) one project may have at once; '
                     'a further `POST /v2/tasks` answers 429 with a JSON message until one '
