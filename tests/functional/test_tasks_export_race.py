@@ -56,11 +56,13 @@ def test_concurrent_exports_exactly_one_wins_intact(imported, stack_info, round_
     assert len(won) == 1, tasks
     location = '%s/%s.vhd' % (container, image_id)
     assert won[0]['result'] == {'export_location': location}
+    # The winner's object is intact (the losers' cleanup deleted none of it) ...
+    verify = _verify(stack_info, glance.project, location)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    # ... and the losers say why.
     for task in lost:
         assert task['status'] == 'failure', task
         assert task['message'] == EXISTS % (container, image_id), task
-    verify = _verify(stack_info, glance.project, location)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
     # Nothing but the winner's manifest and its segments is left.
     names = [o['name'] for o in swift.get_container(container, full_listing=True)[1]]
     headers = swift.head_object(container, '%s.vhd' % image_id)
