@@ -7,6 +7,7 @@ unfinished while the burst is posted."""
 import concurrent.futures
 import http.client
 import json
+import threading
 import urllib.parse
 import uuid
 
@@ -179,3 +180,36 @@ def test_unfinished_tasks_per_project_are_limited(client, bounded_stack, tmp_pat
         th.wait_task(glance, resp.json()['id'], timeout=600)
     # Once they finished, the project may post again.
     assert glance.post('/v2/tasks', json=IMPORT).status_code == 201
+
+
+def test_limit_is_race_safe_on_postgresql(pg_devstack):
+    """The per-project count and the insert under PostgreSQL's advisory lock: 40 creates at
+    once from 40 connections of the real stack's database accept exactly the limit (READ
+    COMMITTED alone would let concurrent transactions all see room)."""
+    from rax_glance.tasks.db import api as db_api
+
+    _, info = pg_devstack
+    engine = db_api.engines.create_engine(info['db']['url'], max_pool_size=40,
+                                          max_overflow=0)
+    repo = db_api.TaskRepo(engine)
+    owner = clients.new_project()
+    barrier = threading.Barrier(40)
+
+    def create(_):
+        barrier.wait()
+        try:
+            repo.create(str(uuid.uuid4()), 'import', owner, 'u', [], {}, 'test-no-worker',
+                        3600, max_unfinished=5)
+            return 'created'
+        except db_api.TooManyTasks:
+            return 'refused'
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(40) as pool:
+            outcome = list(pool.map(create, range(40)))
+        assert outcome.count('created') == 5 and outcome.count('refused') == 35
+    finally:
+        # Finish them so no executor of the stack picks them up later.
+        for task in repo.list(owner, limit=100):
+            repo.finish(task['id'], 'test-no-worker', 'failure', 1, message='test')
+        engine.dispose()
