@@ -27,7 +27,7 @@ def parse_json(raw):
     except UnicodeDecodeError:
         raise BadRequest('The request body is not valid UTF-8.') from None
     try:
-        body = json.loads(text)
+        body = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError:
         raise BadRequest('The request body is nested too deeply (at most %d levels).'
                          % MAX_DEPTH) from None
@@ -35,6 +35,18 @@ def parse_json(raw):
         raise BadRequest('The request body is not valid JSON.') from None
     _check_value(body, 0)
     return body
+
+
+def _no_constant(name):
+    # NaN and Infinity are not JSON: stored, they would make the task unreadable by clients.
+    raise BadRequest('The request body is not valid JSON (%s is not a JSON number).' % name)
+
+
+def _finite_float(text):
+    value = float(text)
+    if value in (float('inf'), float('-inf')):
+        raise BadRequest('The request body holds a number out of range.')
+    return value
 
 
 def _check_string(value):

@@ -236,3 +236,19 @@ def test_valid_surrogate_pairs_and_unicode_still_work(bounded):
     resp = bounded('POST', '/v2/tasks', raw)
     assert resp.status_int == 201, resp.text
     assert resp.json['input']['import_from'] == 'c/\U0001F600.vhd'
+
+
+@pytest.mark.parametrize('value', [b'NaN', b'Infinity', b'-Infinity', b'1e999', b'-1e400'])
+def test_non_json_numbers_are_400_not_stored(bounded, value):
+    """json.loads takes them, but a stored NaN would make GET /v2/tasks/{id} invalid JSON."""
+    raw = (b'{"type": "import", "input": {"import_from": "c/o", '
+           b'"image_properties": {"name": "x", "n": %s}}}' % value)
+    resp = bounded('POST', '/v2/tasks', raw)
+    assert resp.status_int == 400, resp.text
+    assert resp.json['message'] and bounded.repo.list('p1') == []
+
+
+def test_ordinary_numbers_still_work(bounded):
+    raw = (b'{"type": "import", "input": {"import_from": "c/o", '
+           b'"image_properties": {"name": "x", "n": 1.5e3, "m": -2}}}')
+    assert bounded('POST', '/v2/tasks', raw).status_int == 201
