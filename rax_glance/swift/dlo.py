@@ -25,10 +25,10 @@ claims the name: it PUTs a zero-byte placeholder ``<object>`` with ``If-None-Mat
 ``X-Object-Meta-Rax-Dlo-Writer: <its id>`` (``...-Rax-Dlo-State: writing``), waits a moment
 and reads it back. Only the writer whose id is on the object goes on; every other one fails
 with ObjectExists having written nothing. The claimant checks that the segment prefix is
-empty, writes the segments, re-checks that the placeholder is still its own and replaces it
-with the manifest (which keeps the writer id). Its cleanup deletes the segments it wrote and
-the placeholder or manifest only while it still carries its id, so a losing writer can never
-delete the winner's object.
+empty, writes the segments (checking before each one that the placeholder is still its
+own), re-checks it once more and replaces it with the manifest (which keeps the writer id).
+Its cleanup deletes the segments it wrote and the placeholder or manifest only while it
+still carries its id, so a losing writer can never delete the winner's object.
 
 Reading checks the listing against the record first (missing, stray, resized or replaced
 segments), then streams the segments (each must match its listed length and ETag) while
@@ -129,7 +129,7 @@ class DLOWriter:
                  spool_memory=4 * MiB, spool_dir=None, cleanup_timeout=60.0,
                  extra_hashes=(), on_chunk=None, headers=None, content_type=None,
                  create_container=False, cancel_event=None, claim=False, writer_id=None,
-                 claim_settle=0.5):
+                 claim_settle=1.0):
         if segment_size < 1:
             raise ValueError('segment_size must be positive')
         if concurrency < 1:
@@ -246,6 +246,11 @@ class DLOWriter:
         try:
             if self._stop_requested():
                 return None
+            if self.claim and not self._still_ours(self._thread_conn()):
+                # Another writer owns the name now: write and delete nothing more. (Its
+                # own segment PUTs carry newer timestamps than any of ours in flight.)
+                self._claimed = False
+                raise errors.ObjectExists(self.container, self.obj)
             with self._attempted_lock:
                 self._attempted.append(name)
             spool.seek(0)

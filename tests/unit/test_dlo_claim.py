@@ -152,6 +152,23 @@ def test_claim_lost_before_the_manifest_deletes_no_segment():
     assert headers[dlo.WRITER_HEADER.lower()] == 'task-b'
 
 
+def test_claim_lost_between_segments_stops_writing_and_deletes_nothing():
+    swift = FakeSwift()
+    segments_put = []
+
+    def steal(name, headers):
+        if name.startswith('img.vhd-'):
+            segments_put.append(name)
+            if len(segments_put) == 2:
+                swift.containers['exports']['img.vhd'] = (b'', {
+                    dlo.WRITER_HEADER: 'task-b', dlo.STATE_HEADER: 'writing'})
+
+    swift.before_put = steal
+    with pytest.raises(errors.ObjectExists):
+        write(swift, 'task-a')
+    assert segments_put == ['img.vhd-00001', 'img.vhd-00002'] and swift.deleted == []
+
+
 def test_failed_source_removes_own_segments_and_placeholder():
     swift = FakeSwift()
 
