@@ -81,3 +81,31 @@ def test_export_onto_an_object_written_meanwhile_deletes_nothing(imported, stack
     task = th.run_export(glance, image_id, 'taken')
     assert task['status'] == 'failure' and task['message'] == EXISTS % ('taken', image_id)
     assert swift.get_object('taken', '%s.vhd' % image_id)[1] == b'mine'
+
+
+@pytest.mark.parametrize('versioning', ['object-versioning', 'versions-location',
+                                        'history-location'])
+def test_concurrent_exports_into_a_versioned_container(imported, stack_info, versioning):
+    """The same race where the customer turned on Swift's object versioning (the
+    production pipeline has `versioned_writes`): still exactly one intact winner, and the
+    name claim is never left behind."""
+    glance, swift, image_id = imported
+    container = 'race-%s' % versioning
+    headers = {'object-versioning': {'X-Versions-Enabled': 'true'},
+               'versions-location': {'X-Versions-Location': container + '-v'},
+               'history-location': {'X-History-Location': container + '-v'}}[versioning]
+    if versioning != 'object-versioning':
+        swift.put_container(container + '-v')
+    swift.put_container(container, headers=headers)
+    tasks = _post_together(glance, image_id, container)
+    won = [t for t in tasks if t['status'] == 'success']
+    assert len(won) == 1, tasks
+    location = '%s/%s.vhd' % (container, image_id)
+    verify = _verify(stack_info, glance.project, location)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    for task in tasks:
+        if task is not won[0]:
+            assert task['message'] == EXISTS % (container, image_id), task
+    head = swift.head_object(container, '%s.vhd' % image_id)
+    assert head['x-object-meta-rax-dlo-writer'] == won[0]['id']
+    assert head['x-object-meta-rax-dlo-state'] == 'complete'
