@@ -206,17 +206,24 @@ class TasksFilter:
         if task_type == 'import' and not self._may_create_image(ctx):
             return _error(403, 'You are not authorized to create images.')
         executor = self.executor
-        max_unfinished = self.conf.rax_tasks.max_unfinished_tasks_per_project
+        opts = self.conf.rax_tasks
         try:
             task = self.repo.create(str(uuid.uuid4()), task_type, ctx.project_id, ctx.user_id,
                                     ctx.roles, task_input, executor.worker,
-                                    self.conf.rax_tasks.lease_seconds,
-                                    max_unfinished=max_unfinished)
-        except db_api.TooManyTasks:
+                                    opts.lease_seconds,
+                                    max_unfinished=opts.max_unfinished_tasks_per_project,
+                                    max_visible=opts.max_tasks_per_project)
+        except db_api.TooManyTasks as exc:
+            if exc.which == 'visible':
+                return _error(429, 'Your project already holds %d tasks, the most allowed; '
+                                   'finished tasks count until they expire %d hours after '
+                                   'they finished. Please submit the task later.'
+                              % (opts.max_tasks_per_project, opts.task_time_to_live),
+                              {'Retry-After': '3600'})
             return _error(429, 'Your project already has %d unfinished (pending or processing) '
                                'tasks, the most allowed at once. Please wait for one of '
-                               'them to finish, then submit the task again.' % max_unfinished,
-                          {'Retry-After': '60'})
+                               'them to finish, then submit the task again.'
+                          % opts.max_unfinished_tasks_per_project, {'Retry-After': '60'})
         executor_mod.stash_request_auth(task['id'], getattr(ctx, 'auth_token', None),
                                         getattr(ctx, 'service_catalog', None))
         executor.submit(task['id'])

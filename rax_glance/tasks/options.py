@@ -45,6 +45,12 @@ OPTS = [
                help='Most tasks (`pending` plus `processing`) one project may have at once; '
                     'a further `POST /v2/tasks` answers 429 with a JSON message until one '
                     'of them finishes. 0 means no limit.'),
+    cfg.IntOpt('max_tasks_per_project', default=1000, min=0,
+               help='Most tasks one project may hold at once, finished ones included until '
+                    'they expire (`task_time_to_live`): bounds what one project can store in '
+                    'task records (each up to `max_request_body_bytes` of input) even when '
+                    'its tasks fail at once. A further `POST /v2/tasks` answers 429 with a '
+                    'JSON message. 0 means no limit.'),
     cfg.IntOpt('max_package_inflate_ratio', default=500, min=0,
                help='An export refuses a stored XenServer package (gzipped tar) that '
                     'inflates to more than this many times the compressed bytes read so far '

@@ -3,6 +3,7 @@ tests/functional/test_tasks_bounds.py): body size (413, never read whole), per-p
 limit of unfinished tasks (429, race-safe in the database), invalid UTF-8 in the URL, deep
 JSON and lone surrogates (400)."""
 
+import datetime
 import io
 import json
 import threading
@@ -79,6 +80,7 @@ def bounded(tmp_path, monkeypatch):
 
     call.repo = repo
     call.executor = executor
+    call.app_conf = conf
     return call
 
 
@@ -252,3 +254,51 @@ def test_ordinary_numbers_still_work(bounded):
     raw = (b'{"type": "import", "input": {"import_from": "c/o", '
            b'"image_properties": {"name": "x", "n": 1.5e3, "m": -2}}}')
     assert bounded('POST', '/v2/tasks', raw).status_int == 201
+
+
+def test_tasks_held_per_project_are_limited_finished_ones_too(tmp_path, monkeypatch):
+    """Tasks that fail at once never count as unfinished; the records they leave (each up
+    to the body limit, kept until they expire) are bounded by max_tasks_per_project."""
+    url = 'sqlite:///%s' % (tmp_path / 'v.sqlite')
+    migration.db_sync(url)
+    repo = db_api.TaskRepo(db_api.get_engine(url))
+
+    def make(owner='p1'):
+        return repo.create(str(uuid.uuid4()), 'import', owner, 'u', [], {}, 'w', 60,
+                           max_unfinished=2, max_visible=3)
+
+    for _ in range(3):
+        task = make()
+        repo.finish(task['id'], 'w', 'failure', 48, message='x')
+    with pytest.raises(db_api.TooManyTasks) as exc:
+        make()
+    assert exc.value.which == 'visible'
+    assert make('p2')['owner'] == 'p2'
+    # Once they expire, there is room again.
+    future = db_api.utcnow() + datetime.timedelta(hours=49)
+    monkeypatch.setattr(db_api, 'utcnow', lambda: future)
+    make()
+
+
+def test_unfinished_limit_is_named_when_both_apply(tmp_path):
+    url = 'sqlite:///%s' % (tmp_path / 'w.sqlite')
+    migration.db_sync(url)
+    repo = db_api.TaskRepo(db_api.get_engine(url))
+    for _ in range(2):
+        repo.create(str(uuid.uuid4()), 'import', 'p1', 'u', [], {}, 'w', 60,
+                    max_unfinished=2, max_visible=10)
+    with pytest.raises(db_api.TooManyTasks) as exc:
+        repo.create(str(uuid.uuid4()), 'import', 'p1', 'u', [], {}, 'w', 60,
+                    max_unfinished=2, max_visible=10)
+    assert exc.value.which == 'unfinished'
+
+
+def test_held_tasks_limit_answers_429_json(bounded):
+    bounded.app_conf.set_override('max_tasks_per_project', 4, group='rax_tasks')
+    for _ in range(4):
+        resp = bounded('POST', '/v2/tasks', json.dumps(IMPORT).encode())
+        assert resp.status_int == 201, resp.text
+        bounded.repo.finish(resp.json['id'], 'test-worker', 'failure', 48, message='x')
+    resp = bounded('POST', '/v2/tasks', json.dumps(IMPORT).encode())
+    assert resp.status_int == 429 and resp.content_type == 'application/json'
+    assert 'holds 4 tasks' in resp.json['message'] and resp.headers['Retry-After']

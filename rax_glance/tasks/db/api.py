@@ -27,11 +27,14 @@ class InvalidMarker(ValueError):
 
 
 class TooManyTasks(Exception):
-    """The project already has its limit of unfinished (pending + processing) tasks."""
+    """The project already has its limit of unfinished (pending + processing) tasks, or of
+    tasks not yet expired (`which` says which)."""
 
-    def __init__(self, limit):
-        super().__init__(limit)
-        self.limit = limit
+    def __init__(self, max_unfinished, max_visible=0, which='unfinished'):
+        super().__init__(max_unfinished, max_visible, which)
+        self.max_unfinished = max_unfinished
+        self.max_visible = max_visible
+        self.which = which
 
 
 def _owner_lock_key(owner):
@@ -96,10 +99,11 @@ class TaskRepo:
 
     # -- writes -------------------------------------------------------------------------
     def create(self, task_id, task_type, owner, user_id, roles, task_input, worker,
-               lease_seconds, status='pending', message='', max_unfinished=0):
-        """Insert a task. With `max_unfinished` > 0 the project's unfinished tasks are
-        counted in the same statement as the insert, under a per-project lock where the
-        database needs one, and TooManyTasks is raised when the limit is reached."""
+               lease_seconds, status='pending', message='', max_unfinished=0, max_visible=0):
+        """Insert a task. With `max_unfinished` (pending + processing) or `max_visible`
+        (every task not yet expired) > 0, the project's tasks are counted in the same
+        statement as the insert, under a per-project lock where the database needs one,
+        and TooManyTasks is raised when a limit is reached."""
         now = utcnow()
         values = {'id': task_id, 'type': task_type, 'status': status, 'owner': owner,
                   'user_id': user_id, 'roles': json.dumps(list(roles)),
@@ -108,16 +112,18 @@ class TaskRepo:
                   'worker': worker,
                   'lease_until': now + datetime.timedelta(seconds=lease_seconds),
                   'work': '{}'}
-        if not max_unfinished:
+        if not max_unfinished and not max_visible:
             with self.engine.begin() as conn:
                 conn.execute(T.insert().values(**values))
             return self.get_any(task_id)
-        unfinished = sa.select(sa.func.count()).select_from(T).where(
-            T.c.owner == owner, T.c.status.in_(ACTIVE_STATUSES)).scalar_subquery()
+        room = []
+        if max_unfinished:
+            room.append(self._count(owner, T.c.status.in_(ACTIVE_STATUSES)) < max_unfinished)
+        if max_visible:
+            room.append(self._count(owner, self._visible(now)) < max_visible)
         cols = list(values)
         insert = T.insert().from_select(
-            cols, sa.select(*[sa.literal(values[c], T.c[c].type) for c in cols]).where(
-                unfinished < max_unfinished))
+            cols, sa.select(*[sa.literal(values[c], T.c[c].type) for c in cols]).where(*room))
         with self.engine.connect() as conn:
             mysql = conn.dialect.name == 'mysql'
             if mysql:  # a session-scoped named lock, held until after the commit
@@ -136,8 +142,25 @@ class TaskRepo:
                                  {'name': _lock_name(owner)})
                     conn.commit()
         if inserted != 1:
-            raise TooManyTasks(max_unfinished)
+            raise TooManyTasks(max_unfinished, max_visible, self._which_limit(
+                owner, now, max_unfinished, max_visible))
         return self.get_any(task_id)
+
+    @staticmethod
+    def _count(owner, condition):
+        return sa.select(sa.func.count()).select_from(T).where(
+            T.c.owner == owner, condition).scalar_subquery()
+
+    def _which_limit(self, owner, now, max_unfinished, max_visible):
+        """'unfinished' or 'visible': which limit refused (for the message only)."""
+        if not max_visible:
+            return 'unfinished'
+        if not max_unfinished:
+            return 'visible'
+        with self.engine.connect() as conn:
+            unfinished = conn.execute(sa.select(self._count(
+                owner, T.c.status.in_(ACTIVE_STATUSES)))).scalar()
+        return 'unfinished' if unfinished >= max_unfinished else 'visible'
 
     def claim(self, task_id, worker, lease_seconds):
         """pending -> processing, only for the worker that holds the task."""
