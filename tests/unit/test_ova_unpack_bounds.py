@@ -125,3 +125,19 @@ def test_cli_unpack_refused_package_leaves_nothing(capsys, tmp_path):
     code, _, err = run(capsys, 'unpack', package, target)
     assert code == cli.EXIT_INVALID and 'unexpected member' in err
     assert not target.exists()
+
+
+@pytest.mark.parametrize('engine', ova.ENGINES)
+def test_bundle_packages_of_an_all_zero_fixed_disk_pass_the_default_ratio(tmp_path, engine):
+    """The bundle's own packages (what imports store) stay far below the default."""
+    from tests.unit.vhd import builder
+
+    if engine == 'isal' and ova.isal_zlib is None:
+        pytest.skip('ISA-L not installed')
+    disk = tmp_path / 'zero.vhd'
+    disk.write_bytes(builder.fixed(b'\0' * (256 * MIB)))
+    package = io.BytesIO()
+    ova.pack_files([str(disk)], package, engine=engine)
+    ratio = (256 * MIB) / len(package.getvalue())
+    assert ratio < ova.DEFAULT_MAX_INFLATE_RATIO
+    assert len(read_all(package.getvalue())['0.vhd']) == 256 * MIB + 512
