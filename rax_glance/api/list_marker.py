@@ -48,18 +48,19 @@ class ListMarkerFilter:
         markers = [value for key, value in query if key == 'marker']
         if not markers:
             return self.app(environ, start_response)
-        req = webob.Request(environ)
-        resp = req.get_response(self.app)
+        # Glance's routing rewrites SCRIPT_NAME and PATH_INFO in the environ it is given: keep
+        # a pristine copy for the second question.
+        pristine = dict(environ)
+        resp = webob.Request(environ).get_response(self.app)
         if resp.status_code != 403:
             return resp(environ, start_response)
-        return self._as_unknown_marker(req, query, markers[0])(environ, start_response)
+        return self._as_unknown_marker(pristine, query, markers[0])(environ, start_response)
 
-    def _as_unknown_marker(self, req, query, marker):
+    def _as_unknown_marker(self, environ, query, marker):
         fresh = str(uuid.uuid4())
-        probe = req.copy_get()
-        probe.environ['QUERY_STRING'] = urllib.parse.urlencode(
+        environ['QUERY_STRING'] = urllib.parse.urlencode(
             [(key, fresh if key == 'marker' else value) for key, value in query])
-        resp = probe.get_response(self.app)
+        resp = webob.Request(environ).get_response(self.app)
         content_type = (resp.content_type or '').lower()
         body = resp.body
         if fresh.encode() in body:

@@ -15,7 +15,14 @@ VISIBLE = '99999999-2222-4333-8444-555555555555'
 
 
 def fake_glance(environ, start_response):
-    """403 for the hidden marker, 400 naming any unknown one, 200 otherwise."""
+    """403 for the hidden marker, 400 naming any unknown one, 200 otherwise. Like Glance's
+    router it moves the path it consumed into SCRIPT_NAME (a second question must not reuse
+    that environ)."""
+    if environ['PATH_INFO'] != '/v2/images':
+        start_response('404 Not Found', [('Content-Type', 'text/plain')])
+        return [b'routed twice']
+    environ['SCRIPT_NAME'] += '/v2/images'
+    environ['PATH_INFO'] = ''
     req = webob.Request(environ)
     marker = req.GET.get('marker')
     if getattr(req, 'context', None) == 'no-role':
