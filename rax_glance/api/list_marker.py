@@ -1,4 +1,4 @@
-"""Paste filter: `GET /v2/images?marker=` says nothing about images the caller cannot see.
+"""Paste filter: a list's `marker` says nothing about resources the caller cannot see.
 
 Place it after `context` in the glance-api pipeline (`etc/glance-api-paste.ini`):
 
@@ -12,7 +12,8 @@ marker, this filter asks Glance the same question with a marker that certainly n
 (a fresh random UUID) and answers what Glance answers to that, with the caller's marker written
 back where Glance names the fresh one. So a hidden image and a missing one get the same answer,
 byte for byte, and a refusal that has nothing to do with the marker (e.g. a caller without any
-read role) stays what it was.
+read role) stays what it was. `GET /v2/metadefs/namespaces?marker=` (403 for another project's
+private namespace, 404 for an unknown one) is treated the same way.
 """
 
 import html
@@ -22,7 +23,10 @@ import uuid
 
 import webob
 
-_LIST_PATHS = ('/v2/images', '/v2/images/')
+# Lists whose marker names a resource of another project: images, and metadata definition
+# namespaces (which Glance answers 403 "... not visible" vs 404 "... was not found").
+_LIST_PATHS = ('/v2/images', '/v2/images/', '/v2/metadefs/namespaces',
+               '/v2/metadefs/namespaces/')
 
 
 def _escaped(text, content_type):

@@ -293,3 +293,59 @@ def test_creating_an_existing_id_answers_the_same_for_any_owner(world):
     assert 'other-private' not in answers['other'][0].text
     assert world['o_admin'].get('/v2/images/%s' % other).json()['owner'] == world['O']
 
+
+
+# Metadata definition namespaces: another project's private namespace is a missing one.
+_NS_READS = ('', '/objects', '/properties', '/tags', '/resource_types', '/objects/o1',
+             '/properties/p1', '/tags/t1')
+
+
+@pytest.fixture(scope='module')
+def namespaces(world):
+    operator = world['operator']
+    hidden = 'rax-hidden-%s' % uuid.uuid4().hex[:8]
+    public = 'rax-public-%s' % uuid.uuid4().hex[:8]
+    for name, visibility, owner in ((hidden, 'private', world['O']),
+                                    (public, 'public', world['OPS'])):
+        resp = operator.post('/v2/metadefs/namespaces', json={
+            'namespace': name, 'visibility': visibility, 'owner': owner})
+        assert resp.status_code == 201, resp.text
+        resp = operator.post('/v2/metadefs/namespaces/%s/objects' % name,
+                             json={'name': 'o1', 'properties': {}})
+        assert resp.status_code == 201, resp.text
+    yield {'hidden': hidden, 'public': public}
+    for name in (hidden, public):
+        operator.delete('/v2/metadefs/namespaces/%s' % name)
+
+
+@pytest.mark.parametrize('roles', ['cloudImages:admin', 'cloudImages:observer', ''])
+def test_hidden_metadef_namespace_answers_like_a_missing_one(world, namespaces, roles):
+    customer = world['client'](world['P'], roles)
+    hidden, unknown = namespaces['hidden'], 'rax-nope-%s' % uuid.uuid4().hex[:8]
+    failures = []
+    for rest in _NS_READS:
+        resp_hidden = customer.get('/v2/metadefs/namespaces/%s%s' % (hidden, rest))
+        resp_unknown = customer.get('/v2/metadefs/namespaces/%s%s' % (unknown, rest))
+        if not _same_answer(resp_hidden, hidden, resp_unknown, unknown):
+            failures.append((rest, resp_hidden.status_code, resp_hidden.text[-150:],
+                             resp_unknown.status_code, resp_unknown.text[-150:]))
+    resp_hidden = customer.get('/v2/metadefs/namespaces', params={'marker': hidden})
+    resp_unknown = customer.get('/v2/metadefs/namespaces', params={'marker': unknown})
+    if not _same_answer(resp_hidden, hidden, resp_unknown, unknown):
+        failures.append(('?marker', resp_hidden.status_code, resp_hidden.text[-150:],
+                         resp_unknown.status_code, resp_unknown.text[-150:]))
+    assert not failures, failures
+
+
+def test_errors_inside_a_readable_namespace_stay_glance_s(world, namespaces):
+    reader = world['client'](world['P'], 'cloudImages:observer')
+    public = namespaces['public']
+    assert reader.get('/v2/metadefs/namespaces/%s' % public).status_code == 200
+    assert reader.get('/v2/metadefs/namespaces/%s/objects/o1' % public).status_code == 200
+    missing = reader.get('/v2/metadefs/namespaces/%s/objects/nope' % public)
+    assert missing.status_code == 404 and 'nope' in html.unescape(missing.text), missing.text
+    assert public in html.unescape(missing.text) or 'object' in missing.text.lower()
+    assert reader.get('/v2/metadefs/namespaces', params={'marker': public}).status_code == 200
+    # The operator reads the private namespace as before.
+    resp = world['operator'].get('/v2/metadefs/namespaces/%s' % namespaces['hidden'])
+    assert resp.status_code == 200, resp.text
