@@ -24,9 +24,10 @@ disallowed). An attribute a future Glance adds to its schema is therefore guarde
 Who passes: a caller for whom the policy rule `rax_glance:modify_core_attributes` holds (the
 operator by default) is not checked here; Glance's own checks still apply to it.
 
-The body is read with a bounded size (`[rax_api] max_image_patch_bytes`, 413 beyond it) and
-handed on to Glance byte for byte, so Glance parses exactly what was checked. A body that is not
-valid UTF-8 JSON answers 400 here (Glance would answer 400 too, or 500 for very deep nesting).
+The body of every image PATCH (the operator's too) is read with a bounded size (`[rax_api]
+max_image_patch_bytes`, 413 beyond it) and handed on to Glance byte for byte, so Glance parses
+exactly what was checked. A customer's body that is not valid UTF-8 JSON answers 400 here
+(Glance would answer 400 too, or 500 for very deep nesting).
 """
 
 import io
@@ -196,13 +197,13 @@ class ImagePatchGuard:
         return data
 
     def _check(self, req, draft):
+        data = self._read_body(req)
+        if data is None:  # the bound holds for everybody, the operator included
+            return _error(413, 'The image PATCH body exceeds %d bytes.'
+                          % self.conf.rax_api.max_image_patch_bytes)
         ctx = self._context(req)
         if self._privileged(ctx):
             return None
-        data = self._read_body(req)
-        if data is None:
-            return _error(413, 'The image PATCH body exceeds %d bytes.'
-                          % self.conf.rax_api.max_image_patch_bytes)
         if not data:
             return None  # Glance answers 400: "Body expected in request."
         try:

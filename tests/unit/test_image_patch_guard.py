@@ -231,3 +231,10 @@ def test_other_requests_pass_through(app, method, content_type):
                               body=b'[{"op": "add", "path": "/owner", "value": "x"}]')
     req.context = FakeContext()
     assert req.get_response(guard_app).status_int == 200
+
+
+def test_the_bound_holds_for_the_operator_too(app):
+    guard_app, downstream = app
+    raw = json.dumps([{'op': 'add', 'path': '/my_note', 'value': 'x' * 5000}]).encode()
+    resp = _patch(guard_app, None, raw=raw, ctx=FakeContext(roles=['rax-glance-operator']))
+    assert resp.status_int == 413 and downstream.bodies == []
