@@ -24,10 +24,15 @@ disallowed). An attribute a future Glance adds to its schema is therefore guarde
 Who passes: a caller for whom the policy rule `rax_glance:modify_core_attributes` holds (the
 operator by default) is not checked here; Glance's own checks still apply to it.
 
-The body of every image PATCH (the operator's too) is read with a bounded size (`[rax_api]
-max_image_patch_bytes`, 413 beyond it) and handed on to Glance byte for byte, so Glance parses
-exactly what was checked. A customer's body that is not valid UTF-8 JSON answers 400 here
-(Glance would answer 400 too, or 500 for very deep nesting).
+The same check covers the body of `POST /v2/images`: a customer may not set a guarded attribute
+when creating an image either (except `id` and `owner`, which Glance and the `add_image` policy
+judge). Glance 33 refuses most of them itself but keeps `os_hash_algo` and `os_hash_value` as
+extra properties named like core attributes.
+
+The body of every image PATCH and create (the operator's too) is read with a bounded size
+(`[rax_api] max_image_body_bytes`, 413 beyond it) and handed on to Glance byte for byte, so
+Glance parses exactly what was checked. A customer's body that is not valid UTF-8 JSON answers
+400 here (Glance would answer 400 too, or 500 for very deep nesting).
 """
 
 import io
@@ -60,6 +65,11 @@ CUSTOMER_EDITABLE = frozenset({
 
 POLICY_RULE = 'rax_glance:modify_core_attributes'
 
+# Image creation (POST /v2/images): Glance 33 refuses most guarded attributes itself, but stores
+# `os_hash_algo` and `os_hash_value` as extra properties named like core attributes.
+CREATE_PATHS = ('/v2/images', '/v2/images/')
+CREATE_ALLOWED = frozenset({'id', 'owner'})
+
 
 def guarded_attributes():
     """Every core attribute of Glance's image schema a customer may not change."""
@@ -77,6 +87,20 @@ def pointer_root(pointer):
     """The attribute a JSON pointer names, decoded as Glance 33 decodes it."""
     first = pointer.lstrip('/').split('/')[0]
     return first.replace('~1', '/').replace('~0', '~').strip()
+
+
+def refused_create_attribute(document, guarded):
+    """The first guarded attribute an image-create body sets, or None.
+
+    `id` (a customer may choose the id of a new image) and `owner` (the add_image policy keeps
+    it to the caller's project) are Glance's to judge.
+    """
+    if not isinstance(document, dict):
+        return None  # Glance answers 400
+    for key in sorted(document):
+        if key in guarded and key not in CREATE_ALLOWED:
+            return key
+    return None
 
 
 class BadPatch(ValueError):
@@ -133,12 +157,16 @@ class ImagePatchGuard:
         self.guarded = guarded if guarded is not None else guarded_attributes()
 
     def __call__(self, environ, start_response):
-        if environ.get('REQUEST_METHOD', '').upper() != 'PATCH':
-            return self.app(environ, start_response)
+        method = environ.get('REQUEST_METHOD', '').upper()
         req = webob.Request(environ)
-        draft = PATCH_MEDIA_TYPES.get((req.content_type or '').strip().lower())
-        if draft is None:
-            return self.app(environ, start_response)  # Glance answers 415
+        if method == 'PATCH':
+            draft = PATCH_MEDIA_TYPES.get((req.content_type or '').strip().lower())
+            if draft is None:
+                return self.app(environ, start_response)  # Glance answers 415
+        elif method == 'POST' and environ.get('PATH_INFO', '') in CREATE_PATHS:
+            draft = None  # Glance parses a create body as JSON whatever its content type
+        else:
+            return self.app(environ, start_response)
         try:
             resp = self._check(req, draft)
         except Exception:
@@ -162,7 +190,7 @@ class ImagePatchGuard:
 
     def _read_body(self, req):
         """The body's bytes, at most the limit; None when it is larger. Re-presented to Glance."""
-        limit = self.conf.rax_api.max_image_patch_bytes
+        limit = self.conf.rax_api.max_image_body_bytes
         environ = req.environ
         stream = environ.get('wsgi.input')
         length = req.content_length
@@ -199,8 +227,8 @@ class ImagePatchGuard:
     def _check(self, req, draft):
         data = self._read_body(req)
         if data is None:  # the bound holds for everybody, the operator included
-            return _error(413, 'The image PATCH body exceeds %d bytes.'
-                          % self.conf.rax_api.max_image_patch_bytes)
+            return _error(413, 'The request body exceeds %d bytes.'
+                          % self.conf.rax_api.max_image_body_bytes)
         ctx = self._context(req)
         if self._privileged(ctx):
             return None
@@ -210,16 +238,19 @@ class ImagePatchGuard:
             document = json.loads(data.decode('utf-8'))
         except (ValueError, RecursionError):
             return _error(400, 'The request body is not valid JSON.')
-        try:
-            attribute = refused_attribute(document, draft, self.guarded)
-        except BadPatch as exc:
-            return _error(400, str(exc))
+        if draft is None:
+            attribute = refused_create_attribute(document, self.guarded)
+        else:
+            try:
+                attribute = refused_attribute(document, draft, self.guarded)
+            except BadPatch as exc:
+                return _error(400, str(exc))
         if attribute is None:
             return None
-        LOG.info('Refused an image PATCH touching %r by project %s', attribute,
+        LOG.info('Refused an image %s touching %r by project %s', req.method, attribute,
                  getattr(ctx, 'project_id', None))
-        return _error(403, "Attribute '%s' cannot be changed: Cloud Images manages it."
-                      % attribute)
+        return _error(403, "Attribute '%s' cannot be %s: Cloud Images manages it."
+                      % (attribute, 'set' if draft is None else 'changed'))
 
 
 def filter_factory(global_conf, **local_conf):

@@ -5,10 +5,11 @@ from oslo_config import cfg
 GROUP = 'rax_api'
 
 OPTS = [
-    cfg.IntOpt('max_image_patch_bytes', default=1048576, min=1024,
-               help='Largest body of an image PATCH (a JSON-patch document) the bundle '
-                    'accepts, in bytes. A larger one answers 413 before Glance reads it. The '
-                    'default leaves room for many large custom properties in one request.'),
+    cfg.IntOpt('max_image_body_bytes', default=1048576, min=1024,
+               help='Largest body of an image PATCH (a JSON-patch document) or image '
+                    'create (POST /v2/images) the bundle accepts, in bytes, whoever sends it. '
+                    'A larger one answers 413 before Glance reads it. The default leaves room '
+                    'for many large custom properties in one request.'),
 ]
 
 

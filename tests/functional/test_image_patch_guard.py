@@ -349,3 +349,26 @@ def test_errors_inside_a_readable_namespace_stay_glance_s(world, namespaces):
     # The operator reads the private namespace as before.
     resp = world['operator'].get('/v2/metadefs/namespaces/%s' % namespaces['hidden'])
     assert resp.status_code == 200, resp.text
+
+
+@pytest.mark.parametrize('roles', ['cloudImages:admin', 'admin', 'cloudImages:creator'])
+def test_create_cannot_set_core_attributes_either(world, roles):
+    """Nor at creation: Glance 33 refuses most core attributes in POST /v2/images itself but
+    kept `os_hash_algo` and `os_hash_value` as extra properties named like core attributes;
+    the guard refuses them all (`id` is the customer's choice, `owner` the add_image policy's).
+    """
+    creator = world['client'](world['P'], roles)
+    failures = []
+    for attribute in sorted(world['schema_attributes'] - CUSTOMER_EDITABLE - {'id'}):
+        name = 'core-%s' % attribute
+        resp = creator.post('/v2/images', json={'name': name, 'disk_format': 'raw',
+                                                'container_format': 'bare',
+                                                attribute: _value(attribute, world)})
+        # Another project as `owner`: Glance's add_image policy refuses it (403).
+        ok = resp.status_code == 403 if attribute == 'owner' else _is_json_403(resp)
+        if not ok:
+            failures.append((attribute, resp.status_code, resp.text[:200]))
+    listed = world['operator'].get('/v2/images', params={'owner': world['O'], 'limit': 1000})
+    assert listed.status_code == 200, listed.text
+    assert not [i for i in listed.json()['images'] if i['name'].startswith('core-')]
+    assert not failures, failures

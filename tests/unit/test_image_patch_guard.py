@@ -40,7 +40,7 @@ def app(monkeypatch):
     conf = cfg.ConfigOpts()
     options.register(conf)
     conf([], project='test')
-    conf.set_override('max_image_patch_bytes', 4096, group='rax_api')
+    conf.set_override('max_image_body_bytes', 4096, group='rax_api')
     monkeypatch.setattr(guard.policies, 'authorize',
                         lambda ctx, rule, target: (rule == guard.POLICY_RULE
                                                    and 'rax-glance-operator' in ctx.roles))
@@ -182,7 +182,7 @@ def test_unparseable_bodies_are_400_json(app, raw):
 
 def test_very_deep_nesting_is_400_not_500(app, monkeypatch):
     guard_app, downstream = app
-    guard_app.conf.set_override('max_image_patch_bytes', 1 << 20, group='rax_api')
+    guard_app.conf.set_override('max_image_body_bytes', 1 << 20, group='rax_api')
     resp = _patch(guard_app, None, raw=b'[' * 200000 + b']' * 200000)
     assert resp.status_int == 400 and 'not valid JSON' in resp.json['message']
 
@@ -238,3 +238,41 @@ def test_the_bound_holds_for_the_operator_too(app):
     raw = json.dumps([{'op': 'add', 'path': '/my_note', 'value': 'x' * 5000}]).encode()
     resp = _patch(guard_app, None, raw=raw, ctx=FakeContext(roles=['rax-glance-operator']))
     assert resp.status_int == 413 and downstream.bodies == []
+
+
+def _create(app, body, ctx=None, raw=None, content_type='application/json'):
+    data = raw if raw is not None else json.dumps(body).encode()
+    req = webob.Request.blank('/v2/images', method='POST', body=data, content_type=content_type)
+    req.context = ctx or FakeContext()
+    return req.get_response(app)
+
+
+@pytest.mark.parametrize('attribute', ['os_hash_algo', 'os_hash_value', 'status', 'checksum',
+                                       'size', 'locations', 'created_at', 'stores'])
+@pytest.mark.parametrize('content_type', ['application/json', 'text/plain'])
+def test_create_cannot_set_guarded_attributes(app, attribute, content_type):
+    guard_app, downstream = app
+    resp = _create(guard_app, {'name': 'n', attribute: 'x'}, content_type=content_type)
+    assert resp.status_int == 403 and ("'%s' cannot be set" % attribute) in resp.json['message']
+    assert downstream.bodies == []
+
+
+def test_create_with_id_owner_and_editable_attributes_reaches_glance(app):
+    guard_app, downstream = app
+    body = {'id': '9f3c1c9e-1111-4111-8111-111111111111', 'owner': 'p1', 'name': 'n',
+            'disk_format': 'raw', 'container_format': 'bare', 'min_ram': 1, 'tags': ['a'],
+            'visibility': 'private', 'protected': False, 'os_hidden': False, 'my_prop': 'x'}
+    resp = _create(guard_app, body)
+    assert resp.status_int == 200 and downstream.bodies == [json.dumps(body).encode()]
+
+
+def test_create_by_operator_and_other_paths_pass(app):
+    guard_app, downstream = app
+    resp = _create(guard_app, {'os_hash_algo': 'x'},
+                   ctx=FakeContext(roles=['rax-glance-operator']))
+    assert resp.status_int == 200
+    req = webob.Request.blank('/v2/images/abc/members', method='POST',
+                              body=b'{"status": "x"}', content_type='application/json')
+    req.context = FakeContext()
+    assert req.get_response(guard_app).status_int == 200
+    assert len(downstream.bodies) == 2
