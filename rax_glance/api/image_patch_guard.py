@@ -26,8 +26,8 @@ operator by default) is not checked here; Glance's own checks still apply to it.
 
 The same check covers the body of `POST /v2/images`: a customer may not set a guarded attribute
 when creating an image either (except `id` and `owner`, which Glance and the `add_image` policy
-judge). Glance 33 refuses most of them itself but keeps `os_hash_algo` and `os_hash_value` as
-extra properties named like core attributes.
+judge). Glance 33 refuses most of them itself but hands `os_hash_algo` and `os_hash_value` on
+as extra properties (a customer's create with `os_hash_algo` answered 201).
 
 The body of every image PATCH and create (the operator's too) is read with a bounded size
 (`[rax_api] max_image_body_bytes`, 413 beyond it) and handed on to Glance byte for byte, so
@@ -65,8 +65,8 @@ CUSTOMER_EDITABLE = frozenset({
 
 POLICY_RULE = 'rax_glance:modify_core_attributes'
 
-# Image creation (POST /v2/images): Glance 33 refuses most guarded attributes itself, but stores
-# `os_hash_algo` and `os_hash_value` as extra properties named like core attributes.
+# Image creation (POST /v2/images): Glance 33 refuses most guarded attributes itself, but hands
+# `os_hash_algo` and `os_hash_value` on as extra properties.
 CREATE_PATHS = ('/v2/images', '/v2/images/')
 CREATE_ALLOWED = frozenset({'id', 'owner'})
 

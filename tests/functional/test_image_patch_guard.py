@@ -354,7 +354,7 @@ def test_errors_inside_a_readable_namespace_stay_glance_s(world, namespaces):
 @pytest.mark.parametrize('roles', ['cloudImages:admin', 'admin', 'cloudImages:creator'])
 def test_create_cannot_set_core_attributes_either(world, roles):
     """Nor at creation: Glance 33 refuses most core attributes in POST /v2/images itself but
-    kept `os_hash_algo` and `os_hash_value` as extra properties named like core attributes;
+    answered 201 to `os_hash_algo` (handled as an extra property);
     the guard refuses them all (`id` is the customer's choice, `owner` the add_image policy's).
     """
     creator = world['client'](world['P'], roles)
