@@ -272,7 +272,7 @@ def test_operator_may_page_from_any_image(world):
 
 
 def test_creating_an_existing_id_answers_the_same_for_any_owner(world):
-    """Decision (doc/security-sec-api.md): Glance's 409 stays. It is the same answer for an
+    """Decision (doc/security.md): Glance's 409 stays. It is the same answer for an
     id of the caller's own image, of another project's private image and of a deleted image,
     so it confirms only that an id the caller already knows is taken."""
     admin = world['p_admin']
