@@ -24,7 +24,7 @@ V21 = 'application/openstack-images-v2.1-json-patch'
 V20 = 'application/openstack-images-v2.0-json-patch'
 DATA = b'image patch guard\n'
 
-# What CLOUD_IMAGES.md section 1 lets a customer-admin change among the core attributes
+# What doc/api.md section 1 lets a customer-admin change among the core attributes
 # ("PATCH image (any property, incl. name)"); every other schema attribute is Glance's.
 CUSTOMER_EDITABLE = {'name', 'visibility', 'protected', 'os_hidden', 'container_format',
                      'disk_format', 'min_ram', 'min_disk', 'tags'}
