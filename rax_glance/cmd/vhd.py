@@ -400,6 +400,11 @@ def _vhd_to_raw_file(reader, size, out):
     progress = Progress(size, 'convert')
     out.flush()
     fd = out.fileno()
+    # The whole size first: writes inside the file do not extend it, as
+    # qemu-img does.  A fixed disk's size is confirmed by its footer at
+    # the end.
+    os.ftruncate(fd, reader.virtual_size if reader.virtual_size is not None
+                 else size - validate.footer_length(size))
     # Writes go to two threads (os.pwrite releases the GIL) while this one
     # reads and validates the next extents: at most _WRITES_IN_FLIGHT
     # extents (a block each) are held.
