@@ -23,11 +23,13 @@ import collections
 import contextlib
 import json
 import os
+import queue
 import shutil
 import stat
 import struct
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from concurrent import futures
@@ -198,11 +200,60 @@ def _regular_file(fileobj):
         return False
 
 
+def _read_ahead(items, depth=4):
+    """``items`` produced by a thread, ``depth`` ahead of the consumer.
+
+    Reading a file by position releases the GIL: the next extents are read
+    while this thread judges the last ones.  What the producer raises is
+    raised here, in order; closing the generator stops the producer.
+    """
+    slots = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def offer(entry):
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for item in items:
+                if not offer((item, None)):
+                    return
+        except BaseException as exc:    # handed to the consumer
+            offer((done, exc))
+            return
+        offer((done, None))
+
+    thread = threading.Thread(target=produce, name='rax-glance-vhd-read',
+                              daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc = slots.get()
+            if item is done:
+                if exc is not None:
+                    raise exc
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _check_vhd(source, size, limits, windows_rule, file_input=False):
     reader = vhd_reader.StreamReader(source, size, limits,
                                      file_input=file_input)
     detector = windows.WindowsDetector()
-    for offset, data in reader.extents():
+    extents = reader.extents()
+    if file_input:
+        extents = _read_ahead(extents)
+    for offset, data in extents:
         try:
             detector.feed(offset, data)
         except errors.WindowsImageError:

@@ -349,3 +349,26 @@ def test_is_zero_on_all_shapes():
             assert not fmt.is_zero(data)
             assert not fmt.is_zero(memoryview(data))
     assert fmt.is_zero(memoryview(bytes(4 * MIB)).cast('I'))
+
+
+def test_read_ahead_keeps_order_errors_and_stops_early():
+    import threading
+
+    def items(fail_at=None):
+        for n in range(50):
+            if n == fail_at:
+                raise errors.StructureError('broken at %d' % n, n)
+            yield n, bytes([n]) * 512
+
+    assert [n for n, _ in cli._read_ahead(items())] == list(range(50))
+    seen = []
+    with pytest.raises(errors.StructureError, match='broken at 7'):
+        for n, _ in cli._read_ahead(items(fail_at=7)):
+            seen.append(n)
+    assert seen == list(range(7))
+    before = threading.active_count()
+    reader = cli._read_ahead(items(), depth=2)
+    assert next(reader)[0] == 0
+    assert threading.active_count() == before + 1
+    reader.close()                   # the producer is stopped and joined
+    assert threading.active_count() == before
