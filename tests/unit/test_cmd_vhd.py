@@ -1,5 +1,6 @@
 """The rax-glance-vhd operator CLI contract."""
 
+import io
 import json
 import os
 import shutil
@@ -372,3 +373,27 @@ def test_read_ahead_keeps_order_errors_and_stops_early():
     assert threading.active_count() == before + 1
     reader.close()                   # the producer is stopped and joined
     assert threading.active_count() == before
+
+
+def test_zeros_are_written_to_devices_not_skipped():
+    """Only a regular file reads zeros where a hole was skipped."""
+    class Device(io.BytesIO):
+        def __init__(self):
+            super().__init__(b'\xee' * (6 * MIB))   # stale content
+            self._null = open(os.devnull, 'wb')
+
+        def fileno(self):
+            return self._null.fileno()            # a character device
+
+    from rax_glance.vhd import content as vhd_content
+    disk = builder.Dynamic(6 * MIB)
+    disk.write(2 * MIB, b'\x33' * MIB)
+    data = disk.build()
+    expected = stream_read(data)[0]
+    source = vhd_content.content_from_stream(io.BytesIO(data), len(data),
+                                             'vhd')
+    device = Device()
+    cli._write(vhd_content.raw_stream(source), device,
+               cli.Progress(len(expected), 'convert'))
+    device._null.close()
+    assert device.getvalue() == expected
