@@ -18,7 +18,8 @@ run them (a fresh process each, the page cache warm for both sides):
 * ``rax-glance-vhd convert --to raw FILE OUT`` against ``qemu-img convert
   -f vpc -O raw FILE OUT``, both writing a sparse file in the work directory.
 
-The two sides alternate (ours, qemu, ours, qemu, ...) ``--rounds`` times;
+The two sides alternate ``--rounds`` times, the first side swapped every
+round;
 the ratio is qemu's median time over ours (> 1: we are faster).  The CPU
 time (user + system) of the children is reported too.
 """
@@ -71,15 +72,21 @@ def timed_child(cmd):
 
 
 def alternate(ours, theirs, rounds, cleanup=None):
-    """Median (wall, cpu) of each side, run ours/theirs alternately."""
+    """Median (wall, cpu) of each side, run alternately.
+
+    The side that goes first changes every round (ours, qemu, qemu, ours,
+    ours, qemu...): whichever runs second could find the other's reads in
+    the page cache or compete with its dirty pages being written back.
+    """
     mine, other = [], []
-    for _ in range(rounds):
-        mine.append(timed_child(ours))
-        if cleanup:
-            cleanup()
-        other.append(timed_child(theirs))
-        if cleanup:
-            cleanup()
+    for number in range(rounds):
+        order = [(ours, mine), (theirs, other)]
+        if number % 2:
+            order.reverse()
+        for cmd, results in order:
+            results.append(timed_child(cmd))
+            if cleanup:
+                cleanup()
     return ((statistics.median(w for w, _ in mine),
              statistics.median(c for _, c in mine)),
             (statistics.median(w for w, _ in other),
@@ -133,7 +140,7 @@ def main():
     parser.add_argument('--size-gib', type=float, action='append')
     parser.add_argument('--layout', action='append',
                         choices=('none', 'mbr', 'gpt'))
-    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--rounds', type=int, default=4)
     parser.add_argument('--workdir', default='/var/tmp/rax-glance-bench-check')
     parser.add_argument('--keep', action='store_true')
     args = parser.parse_args()
