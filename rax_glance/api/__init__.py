@@ -1,0 +1,1 @@
+"""Paste filters of the Cloud Images API (WSGI middleware in front of Glance)."""
