@@ -8,9 +8,14 @@ fault wrapper each have their own. Placed OUTERMOST in every flavor's pipeline
 * asks everything below it for JSON (`Accept: application/json`), so an error's message is the
   same whatever the client sent (a media-type version request, `application/vnd.openstack.
   images-v2...`, is left alone: version negotiation reads it);
-* turns any remaining non-JSON error answer (status >= 400) into
-  `{"code": <int>, "title": <reason>, "message": <text>}` with
-  `Content-Type: application/json`;
+* answers every error (status >= 400) with one JSON shape and
+  `Content-Type: application/json`:
+
+      {"error": {"code": 403, "title": "Forbidden", "message": "..."}}
+
+  (Keystone's shape; python-glanceclient reads `message` only from nested objects and fails
+  on webob's flat `{"message": ..., "code": "403 Forbidden", ...}`; openstacksdk reads both).
+  HTML and plain-text bodies give their text; webob's `<br />` markup is dropped;
 * answers an exception escaping the pipeline with a JSON 500 (the traceback goes to the log,
   never to the client).
 
@@ -22,6 +27,7 @@ Successful answers (image data included) stream through untouched.
 
 import html.parser
 import json
+import re
 
 import webob
 from oslo_log import log as logging
@@ -36,12 +42,37 @@ _INTERNAL = ('The server has either erred or is incapable of performing the requ
 
 
 def error_response(status, message):
-    """A JSON error answer: {"code": int, "title": reason, "message": text}."""
+    """A JSON error answer: {"error": {"code": int, "title": reason, "message": text}}."""
     resp = webob.Response(status=status, content_type='application/json', charset='utf-8')
     code, _, title = resp.status.partition(' ')
-    resp.body = json.dumps({'code': int(code), 'title': title,
-                            'message': message}).encode('utf-8')
+    resp.body = json.dumps({'error': {'code': int(code), 'title': title,
+                                      'message': message}}).encode('utf-8')
     return resp
+
+
+_BREAKS = re.compile(r'<br\s*/?>', re.I)
+
+
+def _clean(text):
+    """One line of text: webob's <br /> and blank lines gone, whitespace collapsed."""
+    parts = (part.strip() for part in _BREAKS.sub('\n', text).splitlines())
+    return ' '.join(part for part in parts if part)
+
+
+def _json_message(body):
+    """The message of a JSON error body (webob's flat shape or a nested one), else None."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get('message'), str):
+        return data['message']
+    for value in data.values():
+        if isinstance(value, dict) and isinstance(value.get('message'), str):
+            return value['message']
+    return None
 
 
 class _Text(html.parser.HTMLParser):
@@ -83,8 +114,7 @@ def _message(body, content_type, status):
     # webob's plain text starts with the status line ("403 Forbidden").
     if lines and lines[0] == status:
         lines = lines[1:]
-    message = ' '.join(line for line in lines if line)
-    return message or status.partition(' ')[2] or status
+    return _clean('\n'.join(lines))
 
 
 def _is_json(content_type):
@@ -108,7 +138,7 @@ class JsonErrors:
         except Exception:
             LOG.exception('Unhandled error answering %s %s', req.method, req.path)
             return error_response(500, _INTERNAL)(environ, start_response)
-        if resp.status_code < 400 or _is_json(resp.content_type):
+        if resp.status_code < 400:
             return resp(environ, start_response)
         try:
             body = b''
@@ -124,7 +154,14 @@ class JsonErrors:
             close = getattr(resp.app_iter, 'close', None)
             if close is not None:
                 close()
-        new = error_response(resp.status, _message(body, resp.content_type, resp.status))
+        message = None
+        if _is_json(resp.content_type):
+            message = _json_message(body)
+            message = None if message is None else _clean(message)
+        if message is None:
+            message = _message(body, resp.content_type, resp.status)
+        new = error_response(resp.status, message or resp.status.partition(' ')[2]
+                             or resp.status)
         # Keep headers a client may need (Allow on 405, WWW-Authenticate on 401, ...).
         for key, value in resp.headerlist:
             if key.lower() not in ('content-type', 'content-length', 'content-encoding',

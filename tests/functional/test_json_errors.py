@@ -64,9 +64,12 @@ def test_errors_are_json_whatever_accept(stack_info, name, roles, method, path, 
         assert resp.headers['Content-Type'].split(';')[0] == 'application/json', \
             (accept, resp.headers['Content-Type'], resp.text)
         body = json.loads(resp.text)
-        assert body['message'] and 'Traceback' not in resp.text
-        assert '<html' not in resp.text.lower()
-        messages[accept] = body['message']
+        assert set(body) == {'error'}, body
+        assert body['error']['code'] == status and body['error']['title'], body
+        message = body['error']['message']
+        assert message and 'Traceback' not in message
+        assert '<html' not in resp.text.lower() and '<br' not in message
+        messages[accept] = message
     assert len(set(messages.values())) == 1, messages
 
 

@@ -60,9 +60,8 @@ def test_webob_errors_are_json_with_one_message_whatever_accept(accept):
     assert resp.status_int == 403
     assert resp.content_type == 'application/json'
     body = json.loads(resp.body)
-    assert 'You are not authorized to do <that>.' in body['message']
-    # The same answer whatever the client asked for.
-    assert body == json.loads(_call(_webob_forbidden, accept='application/json').body)
+    assert body == {'error': {'code': 403, 'title': 'Forbidden',
+                              'message': 'You are not authorized to do <that>.'}}
 
 
 @pytest.mark.parametrize('accept', ACCEPTS)
@@ -75,7 +74,7 @@ def test_non_json_errors_are_rewritten(accept, app, status, message, header):
     resp = _call(app, accept=accept)
     assert resp.status_int == status
     assert resp.content_type == 'application/json'
-    body = json.loads(resp.body)
+    body = json.loads(resp.body)['error']
     assert body['code'] == status and body['message'] == message and body['title']
     assert len(resp.body) == int(resp.headers['Content-Length'])
     if header:
@@ -87,7 +86,7 @@ def test_exceptions_become_a_json_500_without_internals(app):
     resp = _call(app, accept='text/html')
     assert resp.status_int == 500 and resp.content_type == 'application/json'
     assert 'secret' not in resp.text and 'Traceback' not in resp.text
-    assert json.loads(resp.body)['code'] == 500
+    assert json.loads(resp.body)['error']['code'] == 500
 
 
 def test_success_streams_untouched():
@@ -105,13 +104,43 @@ def test_success_streams_untouched():
     assert seen['accept'] == 'application/json'
 
 
-def test_json_errors_pass_through_unchanged():
+@pytest.mark.parametrize('body,message', [
+    # webob's flat JSON (Glance), the bundle's flat JSON, Keystone's nested JSON.
+    (b'{"message": "No <br /><br />\\n\\n\\n", "code": "401 Unauthorized", "title": "U"}',
+     'No'),
+    (b'{"code": 401, "title": "Unauthorized", "message": "No token."}', 'No token.'),
+    (b'{"error": {"code": 401, "title": "Unauthorized", "message": "No token."}}',
+     'No token.'),
+    (b'[1, 2]', '[1, 2]'),
+    (b'{"truncated": ', '{"truncated":'),
+])
+def test_json_errors_get_one_nested_shape(body, message):
     def app(environ, start_response):
-        start_response('401 Unauthorized', [('Content-Type', 'application/json')])
-        return [b'{"error": {"code": 401}}']
+        start_response('401 Unauthorized', [('Content-Type', 'application/json'),
+                                            ('WWW-Authenticate', 'Keystone uri="x"')])
+        return [body]
 
     resp = _call(app, accept='text/html')
-    assert resp.status_int == 401 and resp.body == b'{"error": {"code": 401}}'
+    assert resp.status_int == 401 and resp.content_type == 'application/json'
+    assert json.loads(resp.body) == {'error': {'code': 401, 'title': 'Unauthorized',
+                                               'message': message}}
+    assert resp.headers['WWW-Authenticate'] == 'Keystone uri="x"'
+
+
+def test_glanceclient_and_openstacksdk_read_the_message():
+    import requests
+    from glanceclient import exc as glance_exc
+    from openstack import exceptions as sdk_exc
+
+    resp = _call(_webob_forbidden, accept='*/*')
+    fake = requests.Response()
+    fake.status_code, fake._content = 403, resp.body
+    fake.headers['content-type'] = resp.content_type
+    assert 'You are not authorized to do <that>.' in str(
+        glance_exc.from_response(fake, resp.body))
+    with pytest.raises(sdk_exc.ForbiddenException) as caught:
+        sdk_exc.raise_from_response(fake)
+    assert caught.value.details == 'You are not authorized to do <that>.'
 
 
 def test_media_type_version_requests_keep_their_accept():
@@ -124,7 +153,7 @@ def test_media_type_version_requests_keep_their_accept():
     resp = _call(app, accept='application/vnd.openstack.images-v2')
     assert seen['accept'] == 'application/vnd.openstack.images-v2'
     assert resp.status_int == 404 and resp.content_type == 'application/json'
-    assert json.loads(resp.body)['message'] == 'The resource could not be found.'
+    assert json.loads(resp.body)['error']['message'] == 'The resource could not be found.'
 
 
 def test_head_errors_have_no_body():
