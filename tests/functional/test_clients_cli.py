@@ -68,7 +68,18 @@ class Persona:
         self.token = token_identity.token(project, self.user, roles)
         self.home = home
         self.env = {k: v for k, v in os.environ.items() if not k.startswith('OS_')}
-        self.env.update(HOME=str(home), PYTHONWARNINGS='ignore')
+        self.env.update(HOME=str(home), PYTHONWARNINGS='ignore', OS_CLOUD='rax-test')
+        # openstacksdk: the image service at the endpoint (version discovery as usual); the
+        # identity lookups of `image add project`/`set --project` at the test flavor's stand-in
+        # for Keystone (tests/functional/token_identity.py).
+        config = home / '.config' / 'openstack'
+        config.mkdir(parents=True)
+        (config / 'clouds.yaml').write_text(json.dumps({'clouds': {'rax-test': {
+            'auth_type': 'admin_token',
+            'auth': {'endpoint': self.endpoint + '/v2', 'token': self.token},
+            'image_endpoint_override': self.endpoint,
+            'identity_endpoint_override': self.endpoint + token_identity.IDENTITY_PREFIX,
+        }}}))
 
     def _run(self, argv, tty_stdin=False):
         # A terminal on stdin: `openstack image create` then sends no image data, as for a
@@ -88,9 +99,7 @@ class Persona:
         return proc
 
     def openstack(self, *args, ok=True):
-        proc = self._run([str(BIN / 'openstack'), '--os-auth-type', 'admin_token',
-                          '--os-endpoint', self.endpoint + '/v2', '--os-token', self.token,
-                          *args], tty_stdin=True)
+        proc = self._run([str(BIN / 'openstack'), *args], tty_stdin=True)
         assert (proc.returncode == 0) == ok, (args, proc.returncode, proc.stdout, proc.stderr)
         if ok and '-f' in args and proc.stdout.strip():
             return json.loads(proc.stdout)
@@ -304,8 +313,11 @@ def test_openstack_image_lifecycle_by_persona(people, cli_stack, tmp_path):
     creator.openstack('image', 'add', 'project', image['id'], consumer_project)
     consumer_creator = people(CREATOR, project_id=consumer_project)
     consumer_admin = people(ADMIN, project_id=consumer_project)
-    consumer_creator.openstack('image', 'set', '--accept', image['id'], ok=False)
-    consumer_admin.openstack('image', 'set', '--accept', image['id'])
+    # `--project` names the consumer: with Keystone the CLI takes it from the token.
+    consumer_creator.openstack('image', 'set', '--project', consumer_project, '--accept',
+                               image['id'], ok=False)
+    consumer_admin.openstack('image', 'set', '--project', consumer_project, '--accept',
+                             image['id'])
     assert image['id'] in {r['ID'] for r in consumer_admin.openstack('image', 'list', '-f',
                                                                       'json')}
     # The consumer cannot change or delete what is shared with it.

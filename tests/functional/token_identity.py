@@ -24,9 +24,38 @@ def token(project, user, roles):
     return PREFIX + base64.urlsafe_b64encode(raw).decode()
 
 
+# openstackclient resolves a project named in `image add project` / `image set --project`
+# through Keystone. Glance's tests have no Keystone; a customer asking real Keystone about
+# another project gets 403, and openstackclient then uses the id as given. This prefix answers
+# as Keystone would: its v3 version document, and 403 for everything else.
+IDENTITY_PREFIX = '/rax-test-identity/v3'
+
+
+def _identity(environ, start_response):
+    path = environ.get('PATH_INFO', '')
+    if path.rstrip('/') == IDENTITY_PREFIX:
+        host = 'http://%s' % environ['HTTP_HOST']
+        status, body = '200 OK', {'version': {
+            'id': 'v3.14', 'status': 'stable', 'updated': '2020-04-07T00:00:00Z',
+            'media-types': [{'base': 'application/json',
+                             'type': 'application/vnd.openstack.identity-v3+json'}],
+            'links': [{'rel': 'self', 'href': host + IDENTITY_PREFIX + '/'}]}}
+    else:
+        status, body = '403 Forbidden', {'error': {
+            'code': 403, 'title': 'Forbidden',
+            'message': 'You are not authorized to perform the requested action: '
+                       'identity:get_project.'}}
+    data = json.dumps(body).encode()
+    start_response(status, [('Content-Type', 'application/json'),
+                            ('Content-Length', str(len(data)))])
+    return [data]
+
+
 def filter_factory(global_conf, **local_conf):
     def make(app):
         def middleware(environ, start_response):
+            if environ.get('PATH_INFO', '').startswith(IDENTITY_PREFIX):
+                return _identity(environ, start_response)
             for key in _IDENTITY:  # nothing but the token decides
                 environ.pop(key, None)
             value = environ.get('HTTP_X_AUTH_TOKEN', '')
