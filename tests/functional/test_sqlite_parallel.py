@@ -56,8 +56,27 @@ def _worker(endpoint, results, barrier):
         glance.close()
 
 
+def _warm_up(endpoint):
+    """Sequential requests on fresh connections first, so each worker has loaded its policy
+    and property protections: concurrent first requests on a cold worker can race in
+    oslo.policy's rule loading (one 403 add_image seen here) - a start-up matter, not the
+    database's."""
+    for _ in range(8):
+        glance = clients.GlanceClient(endpoint, clients.new_project(),
+                                      clients.CUSTOMER_ADMIN_ROLES)
+        glance.session.headers['Connection'] = 'close'
+        try:
+            image = glance.create_image(purpose='warm-up')
+            assert glance.patch('/v2/images/%s' % image['id'], [
+                {'op': 'add', 'path': '/x', 'value': 'y'}]).status_code == 200
+            assert glance.delete('/v2/images/%s' % image['id']).status_code == 204
+        finally:
+            glance.close()
+
+
 def test_parallel_writers_get_no_5xx(stack_info, sqlite_only):
     endpoint = stack_info['glance']['endpoint']
+    _warm_up(endpoint)
     results = collections.defaultdict(list)
     barrier = threading.Barrier(CLIENTS)
     threads = [threading.Thread(target=_worker, args=(endpoint, results, barrier))
@@ -67,6 +86,8 @@ def test_parallel_writers_get_no_5xx(stack_info, sqlite_only):
     for thread in threads:
         thread.join()
     answers = [answer for seen in results.values() for answer in seen]
+    errors = [a for a in answers if a[1] >= 500 or a[0] == 'exception']
+    assert not errors, (len(errors), errors[:10])
     bad = [a for a in answers if not 200 <= a[1] < 300]
     assert not bad, (len(bad), bad[:10])
     assert len(answers) == CLIENTS * ROUNDS * 8, len(answers)
