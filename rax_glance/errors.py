@@ -15,14 +15,18 @@ subclass carrying:
 Codes (from the Cloud Images documentation, plus two of our own):
 
 =====  ==================================================================
-111    any other structural problem ("unspecified problem")
+111    any other structural problem ("unspecified problem"), among them data a
+       dynamic VHD holds under clear sector bitmap bits (qemu shows it, the
+       VHD specification reads zeros)
 396    the file is not a VHD (no footer, bad footer checksum, bad size)
 413    the virtual size exceeds the limit
 523    the disk is neither fixed nor dynamic
 609    the physical (file) size exceeds the limit
 614    the unique id of the VHD is all zeros
 721    the VHD is a differencing disk (it has a parent)
-901    *rax-glance*: a Windows image (Microsoft License Mobility)
+901    *rax-glance*: a Windows image (Microsoft License Mobility), or a disk
+       the Windows check cannot judge (it fails closed: caps reached,
+       tables it can no longer read; see ``rax_glance.windows``)
 112    *rax-glance*: a broken XenServer image package or VHD chain; only
        met on export of stored images, so users never see it on import
 =====  ==================================================================

@@ -1,1 +1,1 @@
-"""Paste filters of the Cloud Images API (WSGI middleware in front of Glance)."""
+"""Paste filters of the bundle in front of Glance's own API (`/v2/images`, errors)."""

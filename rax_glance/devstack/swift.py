@@ -1,8 +1,14 @@
 """A real one-node OpenStack Swift on loopback for the dev stack and the functional tests.
 
-Account, container, object and proxy servers with tempauth (fernet tokens, no memcached), rings
-built in-process, devices on tmpfs (/dev/shm): ext4's xattr limit would make Swift answer 507 to
+Account, container, object and proxy servers with tempauth (fernet tokens), rings built
+in-process, devices on tmpfs (/dev/shm): ext4's xattr limit would make Swift answer 507 to
 objects with a few KB of metadata.
+
+The proxy runs the production pipeline: every middleware of Swift 2.38's sample
+``proxy-server.conf`` pipeline, in its order, plus ``staticweb`` and ``formpost`` where Swift's
+SAIO puts them, and a private ``memcached`` (Debian's package) on a free loopback port for
+``cache``. Tests therefore see symlinks, SLO, DLO, object versioning, server-side copy, bulk,
+temp URLs, static web and both quota middlewares exactly as a production Swift serves them.
 """
 
 import base64
@@ -17,6 +23,40 @@ from rax_glance.devstack import process
 SERVICE_ACCOUNT = 'service'
 SERVICE_USER = 'rax-glance'
 SERVERS = ('account', 'container', 'object')
+MEMCACHED = '/usr/bin/memcached'
+# Swift 2.38's etc/proxy-server.conf-sample pipeline (tempauth flavour), with staticweb and
+# formpost where Swift's SAIO puts them. Only the sample's commented-out extras that need
+# other services (s3api, keystone auth, encryption keymasters, domain_remap, cname_lookup)
+# are not here.
+PROXY_PIPELINE = (
+    'catch_errors gatekeeper healthcheck proxy-logging cache listing_formats container_sync '
+    'bulk tempurl ratelimit formpost tempauth staticweb copy container-quotas '
+    'account-quotas slo dlo versioned_writes symlink proxy-logging proxy-server')
+# pipeline name -> egg entry point (and options)
+PROXY_FILTERS = {
+    'catch_errors': {'use': 'egg:swift#catch_errors'},
+    'gatekeeper': {'use': 'egg:swift#gatekeeper'},
+    'healthcheck': {'use': 'egg:swift#healthcheck'},
+    'proxy-logging': {'use': 'egg:swift#proxy_logging'},
+    'listing_formats': {'use': 'egg:swift#listing_formats'},
+    'container_sync': {'use': 'egg:swift#container_sync'},
+    'bulk': {'use': 'egg:swift#bulk'},
+    'tempurl': {'use': 'egg:swift#tempurl'},
+    'ratelimit': {'use': 'egg:swift#ratelimit'},
+    'formpost': {'use': 'egg:swift#formpost'},
+    'staticweb': {'use': 'egg:swift#staticweb'},
+    'copy': {'use': 'egg:swift#copy'},
+    'container-quotas': {'use': 'egg:swift#container_quotas'},
+    'account-quotas': {'use': 'egg:swift#account_quotas'},
+    'slo': {'use': 'egg:swift#slo'},
+    'dlo': {'use': 'egg:swift#dlo'},
+    # Both the legacy X-Versions-Location / X-History-Location and the newer object
+    # versioning (X-Versions-Enabled), as production Swift offers them.
+    'versioned_writes': {'use': 'egg:swift#versioned_writes',
+                         'allow_versioned_writes': 'true',
+                         'allow_object_versioning': 'true'},
+    'symlink': {'use': 'egg:swift#symlink'},
+}
 
 
 def _bin(name):
@@ -61,7 +101,7 @@ class SwiftNode:
         """Write swift.conf, rings and server configs; `projects` get a tempauth user each."""
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.devices / 'd1').mkdir(parents=True, exist_ok=True)
-        for kind in SERVERS + ('proxy',):
+        for kind in SERVERS + ('proxy', 'memcached'):
             self.ports[kind] = process.free_port()
         _write_conf(self.dir / 'swift.conf', {
             'swift-hash': {'swift_hash_path_prefix': secrets.token_hex(8),
@@ -94,31 +134,33 @@ class SwiftNode:
             key = secrets.token_urlsafe(12)
             self.project_users[project] = {'user': '%s:user' % project, 'key': key}
             tempauth['user_%s_user' % project] = '%s .admin' % key
-        pipeline = ('catch_errors gatekeeper healthcheck proxy-logging listing_formats bulk '
-                    'tempauth copy slo dlo proxy-logging proxy-server')
-        # pipeline name -> egg entry point
-        filters = {'catch_errors': 'catch_errors', 'gatekeeper': 'gatekeeper',
-                   'healthcheck': 'healthcheck', 'proxy-logging': 'proxy_logging',
-                   'listing_formats': 'listing_formats', 'bulk': 'bulk', 'copy': 'copy',
-                   'slo': 'slo', 'dlo': 'dlo'}
         sections = {
             'DEFAULT': dict(common, bind_port=str(self.ports['proxy']), log_name='proxy-server'),
-            'pipeline:main': {'pipeline': pipeline},
+            'pipeline:main': {'pipeline': PROXY_PIPELINE},
             # Generous backend timeouts: the one-process object server of a loaded 2-core
             # machine can take seconds to accept, and a 503 would fail a whole import.
             'app:proxy-server': {'use': 'egg:swift#proxy', 'account_autocreate': 'true',
                                  'node_timeout': '60', 'conn_timeout': '10',
                                  'error_suppression_limit': '1000'},
             'filter:tempauth': tempauth,
+            'filter:cache': {'use': 'egg:swift#memcache',
+                             'memcache_servers': '127.0.0.1:%d' % self.ports['memcached']},
         }
-        for name, egg in filters.items():
-            sections['filter:%s' % name] = {'use': 'egg:swift#%s' % egg}
+        for name, values in PROXY_FILTERS.items():
+            sections['filter:%s' % name] = dict(values)
         _write_conf(self.dir / 'proxy-server.conf', sections)
 
     def start(self, logs_dir, on_spawn, timeout=60.0):
         """Start the four servers; `on_spawn(record)` is called at once for each, so a
         failure later in start-up still leaves every started process on record."""
         env = dict(os.environ, SWIFT_DIR=str(self.dir))
+        if not os.path.exists(MEMCACHED):
+            raise process.StackError('%s is missing: install Debian\'s memcached package '
+                                     '(tools/bootstrap does)' % MEMCACHED)
+        on_spawn(process.spawn(
+            'swift-memcached', [MEMCACHED, '-l', '127.0.0.1', '-p', str(self.ports['memcached']),
+                          '-U', '0', '-m', '64', '-u', _current_user()],
+            Path(logs_dir) / 'memcached.log', env=env))
         started = []
         for kind in SERVERS + ('proxy',):
             conf = self.dir / ('%s-server.conf' % kind)

@@ -24,6 +24,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from rax_glance.swift.errors import AccessError
+from rax_glance.swift.errors import ProtectedAccount
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
@@ -84,6 +85,12 @@ OPTS = [
     cfg.StrOpt('spool_dir', help='Directory for segment spool files (system temp dir when '
                                  'unset); needs (segment_concurrency + 1) x segment_size '
                                  'free bytes.'),
+    cfg.ListOpt('protected_accounts', default=[],
+                help='Swift accounts (e.g. AUTH_glance) that no import or export task may '
+                     'read or write, whichever project asks, in addition to the accounts '
+                     'of the swiftdlo stores of [DEFAULT] enabled_backends (always '
+                     'protected). List here the account of any other Swift that Glance '
+                     'keeps images in (e.g. a glance_store `swift` backend).'),
     cfg.FloatOpt('cleanup_timeout', default=60.0, min=0.0,
                  help='After a failed upload, for how many seconds deleting the segments '
                       'already written is retried (Swift may be briefly unreachable).'),
@@ -99,6 +106,73 @@ def register_opts(conf=CONF):
 
 def list_opts():
     return [(GROUP, OPTS)]
+
+
+def account_of(storage_url):
+    """The account part (`AUTH_...`) of a storage URL."""
+    return urllib.parse.unquote(
+        urllib.parse.urlparse(storage_url).path.rstrip('/').rsplit('/', 1)[-1])
+
+
+_SERVICE_ACCOUNTS = {}
+_SERVICE_ACCOUNTS_LOCK = threading.Lock()
+
+
+def _service_account(conf, service_auth=None):
+    """The service user's own account (asked of its auth endpoint once per process)."""
+    group = getattr(conf, GROUP)
+    key = (group.auth_url, group.user, group.auth_version, group.project_name,
+           group.region_name, group.endpoint_interface)
+    with _SERVICE_ACCOUNTS_LOCK:
+        if key not in _SERVICE_ACCOUNTS:
+            auth = service_auth or ServiceAuth.from_conf(conf)
+            _SERVICE_ACCOUNTS[key] = account_of(auth.storage_url())
+        return _SERVICE_ACCOUNTS[key]
+
+
+def store_accounts(conf=CONF, service_auth=None):
+    """Every Swift account a task must never touch: the account of each `swiftdlo` backend
+    of ``[DEFAULT] enabled_backends`` (or of ``[glance_store]`` when its single store is
+    `swiftdlo`): ``swiftdlo_account_project``'s, else the service user's own; and
+    ``[rax_swift] protected_accounts``."""
+    group = getattr(conf, GROUP)
+    accounts = {a.strip() for a in group.protected_accounts or () if a.strip()}
+    try:
+        backends = conf.enabled_backends or {}
+    except (cfg.NoSuchOptError, AttributeError):
+        backends = {}
+    backends = dict(backends)
+    try:
+        # Single-store configuration ([glance_store] stores / default_store).
+        legacy = conf.glance_store
+        if 'swiftdlo' in [str(x).strip() for x in (legacy.stores or [])] + \
+                [str(legacy.default_store or '').strip()]:
+            backends['glance_store'] = 'swiftdlo'
+    except (cfg.NoSuchOptError, AttributeError):
+        pass
+    for name, kind in backends.items():
+        if str(kind).strip() != 'swiftdlo':
+            continue
+        from rax_glance.store import swiftdlo  # late: the store imports this module
+
+        conf.register_opts(swiftdlo.OPTIONS, group=name)
+        project = getattr(conf, name).swiftdlo_account_project
+        if project:
+            template = group.storage_url_template or ''
+            if '%(project_id)s' not in template:
+                raise AccessError('swiftdlo_account_project needs [%s] storage_url_template'
+                                  % GROUP)
+            accounts.add(account_of(template % {'project_id': project}))
+        else:
+            accounts.add(_service_account(conf, service_auth))
+    return accounts
+
+
+def check_task_account(swift, conf=CONF, service_auth=None):
+    """Refuse (ProtectedAccount) when `swift`'s account is one a task must never touch."""
+    if swift.account in store_accounts(conf, service_auth):
+        raise ProtectedAccount(swift.account)
+    return swift
 
 
 def check_project_id(project_id):
@@ -228,7 +302,7 @@ class ProjectSwift:
 
     @property
     def account(self):
-        return urllib.parse.urlparse(self.storage_url).path.rstrip('/').rsplit('/', 1)[-1]
+        return account_of(self.storage_url)
 
     def connection(self):
         token = self._token
@@ -288,13 +362,16 @@ class ProjectSwift:
 
     @classmethod
     def from_context(cls, context, conf=CONF, service_auth=None):
-        """Access for the project of a Glance/oslo request context, in the configured
-        auth mode. Only ``context.project_id`` chooses the account."""
+        """Access for the project of a Glance/oslo request context (a task's), in the
+        configured auth mode. Only ``context.project_id`` chooses the account, and it must
+        not be the account of a Glance store (:func:`store_accounts`): ProtectedAccount."""
         project_id = getattr(context, 'project_id', None)
         if getattr(conf, GROUP).auth_mode == 'service':
-            return cls.for_project(project_id, conf, service_auth)
-        return cls.from_catalog(project_id, getattr(context, 'auth_token', None),
-                                getattr(context, 'service_catalog', None), conf)
+            swift = cls.for_project(project_id, conf, service_auth)
+        else:
+            swift = cls.from_catalog(project_id, getattr(context, 'auth_token', None),
+                                     getattr(context, 'service_catalog', None), conf)
+        return check_task_account(swift, conf, service_auth)
 
 
 def catalog_endpoint(catalog, region=None, interface='public'):

@@ -100,6 +100,17 @@ class AccessError(SwiftError):
     """No way to reach the project's account (configuration, catalog or credentials)."""
 
 
+class ProtectedAccount(AccessError):
+    """A task asked for the account of a Glance store (or another protected account)."""
+
+    http_status = 403
+
+    def __init__(self, account):
+        super().__init__('Swift account %s is protected: no task may read or write it'
+                         % account)
+        self.account = account
+
+
 class SourceError(SwiftError):
     """Reading the data to upload failed."""
 
@@ -137,16 +148,45 @@ def describe(exc, what):
     return '%s: %s' % (what, exc.__class__.__name__)
 
 
+def public_message(exc, what):
+    """Like :func:`describe`, but naming no container, object, account or segment: what a
+    Glance API user may see of a store failure (the detail goes to the log)."""
+    cause = getattr(exc, 'cause', None)
+    if isinstance(exc, UploadFailed) and cause is not None and \
+            not isinstance(cause, SwiftError):
+        return describe(cause, what)
+    if isinstance(exc, IntegrityError):
+        reason = 'the stored image data is damaged'
+    elif isinstance(exc, NotADLO):
+        reason = 'the stored image data is not in the expected format'
+    elif isinstance(exc, (ObjectNotFound, ContainerNotFound)):
+        reason = 'the stored image data is missing'
+    elif isinstance(exc, (ObjectExists, SegmentPrefixInUse)):
+        reason = 'the image data already exists in the store'
+    elif isinstance(exc, InvalidName):
+        reason = 'the image location is invalid'
+    elif isinstance(exc, UploadCancelled):
+        reason = 'cancelled'
+    elif isinstance(exc, AccessError):
+        reason = 'Swift is unreachable or refuses the store\'s credentials'
+    elif isinstance(exc, SwiftError):
+        reason = 'Swift failed'
+    else:
+        return describe(exc, what)  # names only `what` and the failure kind
+    return '%s: %s' % (what, reason)
+
+
 def status_of(exc):
     return getattr(exc, 'http_status', None)
 
 
-def to_store_exception(exc, what, timeout=None):
+def to_store_exception(exc, what, timeout=None, public=False):
     """Translate `exc` (raised while doing `what`) into the glance_store exception Glance's
-    API layer knows how to answer, keeping a readable message."""
+    API layer knows how to answer, keeping a readable message (with `public`, one that names
+    no internal location: :func:`public_message`)."""
     if isinstance(exc, store_exc.GlanceStoreException):
         return exc
-    message = describe(exc, what)
+    message = public_message(exc, what) if public else describe(exc, what)
     # Classify a failed upload by what made it fail, keep its message (it names leftovers).
     cause = getattr(exc, 'cause', None)
     if cause is not None:

@@ -21,6 +21,8 @@ SEGMENTS_EXIST = ('Objects named like the segments of the export already exist i
                   'container. Container/Object: %(container)s/%(object)s-*')
 BAD_IMAGE_DATA = ('The data of this image could not be converted to a VHD for export. '
                   'Image: %(image)s')
+QUOTA_EXCEEDED = ('The export does not fit in the quota of user\'s container or account; '
+                  'nothing was kept. Container: %(container)s')
 OBJECT_EXISTS = ('Object already exists in user\'s container. Container/Object: '
                  '%(container)s/%(object)s')
 

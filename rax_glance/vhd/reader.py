@@ -221,7 +221,14 @@ class StreamReader:
             sectors = min(spb, virtual_sectors - index * spb)
             runs = validate.bitmap_runs(bitmap, sectors)
             if _has_data_under_clear_bits(data, runs, sectors):
-                # Defect 12: not fatal, qemu would show it; we read zeros.
+                # Defect 12: qemu would show it, the specification reads
+                # zeros: two readers, two disks.  Refused unless allowed
+                # (then we read zeros and warn).
+                if not self.limits.allow_hidden_data:
+                    raise errors.StructureError(
+                        'block %d at %d has data in sectors its bitmap '
+                        'marks unused (qemu would show it)' % (index, start),
+                        start)
                 if named < _MAX_NAMED_WARNINGS:
                     self.warnings.append(
                         'block %d at %d has data in sectors its bitmap '

@@ -34,6 +34,11 @@ class Limits:
     max_future_seconds: int = 2 * 86400
     # Whether a differencing disk is acceptable (export of chains, CLI).
     allow_differencing: bool = False
+    # Whether data under clear sector bitmap bits is only warned about.
+    # qemu ignores the bitmap and shows that data, the VHD specification
+    # (and XenServer's tapdisk) reads zeros: the two readers see different
+    # disks, so customer uploads are refused (code 111).
+    allow_hidden_data: bool = False
     # A fixed "now" for tests; None means the clock.
     now: float = None
 
@@ -49,7 +54,7 @@ class Limits:
 
 UNLIMITED = Limits(max_virtual_size=fmt.MAX_DISK_SIZE,
                    max_physical_size=fmt.MAX_DISK_SIZE,
-                   allow_differencing=True)
+                   allow_differencing=True, allow_hidden_data=True)
 
 
 def footer_length(file_size):

@@ -86,7 +86,7 @@ def test_status_json_is_stable(devstack):
                                     'storage_url_template'}
     assert status['glance']['endpoint'].startswith('http://127.0.0.1:')
     assert set(status['pids']) == {'swift-account', 'swift-container', 'swift-object',
-                                   'swift-proxy', 'glance-api'}
+                                   'swift-proxy', 'swift-memcached', 'glance-api'}
 
 
 def test_up_refuses_a_running_stack(devstack):

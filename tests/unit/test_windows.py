@@ -44,6 +44,7 @@ def mbr(*partitions):
 def gpt(*partitions):
     header = bytearray(512)
     header[0:8] = b'EFI PART'
+    struct.pack_into('<Q', header, 24, 1)           # MyLBA
     struct.pack_into('<QII', header, 72, 2, 128, 128)
     entries = bytearray(128 * 128)
     for i, (kind, start) in enumerate(partitions):
@@ -78,7 +79,8 @@ def detect(data, chunk=64 * 1024):
     (disk((0, mbr((0x27, 2048, 4000))), (MIB, NTFS)), True),
     (disk((0, gpt((LINUX_DATA, 34), (BASIC_DATA, 2048))), (MIB, NTFS)), True),
     (disk((0, NTFS)), True),                                  # no table
-    (disk((0, mbr((0x83, 2048, 4000))), (MIB, NTFS)), False),  # wrong type
+    # Any partition type: blkid -p finds NTFS in a Linux-typed one too.
+    (disk((0, mbr((0x83, 2048, 4000))), (MIB, NTFS)), True),
     (disk((0, mbr((0x07, 2048, 4000))), (MIB, EXFAT)), False),  # exFAT
     (disk((0, mbr((0x07, 2048, 4000)))), False),              # no volume
     (disk((0, gpt((BASIC_DATA, 2048))), (MIB, EXFAT)), False),
@@ -200,7 +202,7 @@ def detect_descending(data, chunk=4096):
     ((0x83, 0x42), {}, True),                        # dynamic disk
     ((0x83, 0x83, 0x83), {0: ext4_superblock()}, False),
     ((0x83, 0x83, 0x83), {}, False),                 # zeros
-    ((0x83, 0x83, 0x83), {2: NTFS}, False),          # type says Linux
+    ((0x83, 0x83, 0x83), {2: NTFS}, True),           # type says Linux
     ((0x83, 0x83, 0x07), {2: ext4_superblock()}, False),
     ((0x83, 0x83, 0x07), {2: EXFAT}, False),
 ], ids=['ntfs-1st', 'ntfs-3rd', 'bitlocker-3rd', 'ldm-2nd', 'ext4',
@@ -213,7 +215,8 @@ def test_logical_partitions(kinds, contents, expected):
 def test_every_extended_type(ext_type):
     data = logical_disk((0x83, 0x07), {1: NTFS}, ext_type=ext_type)
     assert detect_all_ways(data) == {True}
-    data = logical_disk((0x83, 0x83), {1: NTFS}, ext_type=ext_type)
+    data = logical_disk((0x83, 0x83), {1: ext4_superblock()},
+                        ext_type=ext_type)
     assert detect_all_ways(data) == {False}
 
 
@@ -241,7 +244,10 @@ def test_ebr_loop_back_to_the_first():
     # EBR 3 links back to EBR 1: the NTFS partition after it still counts.
     data = logical_disk((0x83, 0x83, 0x07), {2: NTFS}, links={2: 0})
     assert detect_all_ways(data) == {True}
-    data = logical_disk((0x83, 0x83, 0x83), {2: NTFS}, links={2: 0})
+    data = logical_disk((0x83, 0x83, 0x83), {1: NTFS}, links={1: 0})
+    assert detect_all_ways(data) == {True}
+    data = logical_disk((0x83, 0x83, 0x83), {2: ext4_superblock()},
+                        links={2: 0})
     assert detect_all_ways(data) == {False}
 
 
@@ -254,7 +260,7 @@ def test_ebr_linking_to_itself():
 
 def chain_disk(count, ntfs_at):
     """``count`` EBRs two sectors apart, an NTFS logical partition in the
-    EBR ``ntfs_at`` (1-based), the others Linux."""
+    EBR ``ntfs_at`` (1-based), the others Linux and empty."""
     pieces = [(0, mbr((0x05, EXT_START, 2 * count + 2)))]
     for k in range(count):
         kind = 0x07 if k + 1 == ntfs_at else 0x83
@@ -262,36 +268,39 @@ def chain_disk(count, ntfs_at):
         start = (EXT_START + 2 * k) * 512
         pieces.append((start, mbr((kind, 1, 1), (0x05, link or 0,
                                                  2 if link else 0))))
-        pieces.append((start + 512, NTFS))
+        if k + 1 == ntfs_at:
+            pieces.append((start + 512, NTFS))
     return disk(*pieces, size=(EXT_START + 2 * count + 2) * 512)
 
 
-def test_over_long_chain_stops_at_128_ebrs():
-    # 1000 EBRs: the first 128 are read, the rest never.
-    assert detect_all_ways(chain_disk(1000, ntfs_at=1)) == {True}
-    assert detect_all_ways(chain_disk(1000, ntfs_at=128)) == {True}
-    assert detect_all_ways(chain_disk(1000, ntfs_at=129)) == {False}
-    assert detect_all_ways(chain_disk(1000, ntfs_at=0)) == {False}
+def test_long_chains_are_read_to_the_end_and_over_long_ones_refused():
+    # 1000 EBRs are all read; more than the cap cannot be judged.
+    assert detect(chain_disk(1000, ntfs_at=1)) is True
+    assert detect(chain_disk(1000, ntfs_at=999)) is True
+    assert detect(chain_disk(1000, ntfs_at=0)) is False
+    assert detect_descending(chain_disk(1000, ntfs_at=0)) is False
+    assert detect(chain_disk(windows._MAX_EBRS + 1, ntfs_at=0)) is True
 
 
 @pytest.mark.parametrize('link', [0xFFFFFF00, 0x7FFFFFFF, 5000])
 def test_ebr_past_the_disk_end_is_harmless(link):
     # The extended partition claims far more than the 4 MiB disk.
-    for first, ntfs in ((0x07, True), (0x83, False)):
+    for content, ntfs in ((NTFS, True), (EXFAT, False)):
         pieces = [(0, mbr((0x05, EXT_START, 0xFFFFFFFF))),
-                  (EXT_START * 512, ebr((first, 8, 100), link)),
-                  ((EXT_START + 8) * 512, NTFS)]
+                  (EXT_START * 512, ebr((0x07, 8, 100), link)),
+                  ((EXT_START + 8) * 512, content)]
         assert detect_all_ways(disk(*pieces, size=MIB + 64 * 1024)) == {
             ntfs}
 
 
-def test_link_out_of_the_extended_partition_ends_the_chain():
-    # The 2nd EBR lies past the extended partition's end: not read.
+def test_link_out_of_the_extended_partition_is_followed():
+    # The 2nd EBR lies past the extended partition's end: Linux reads it
+    # all the same (it never checks links against the extended size).
     pieces = [(0, mbr((0x05, EXT_START, 2 * EBR_STEP))),
               (EXT_START * 512, ebr((0x83, 8, 100), 2 * EBR_STEP)),
               ((EXT_START + 2 * EBR_STEP) * 512, ebr((0x07, 8, 100))),
               ((EXT_START + 2 * EBR_STEP + 8) * 512, NTFS)]
-    assert detect_all_ways(disk(*pieces)) == {False}
+    assert detect_all_ways(disk(*pieces)) == {True}
 
 
 def test_hostile_ebrs_raise_nothing_but_typed_errors():
@@ -317,21 +326,26 @@ def test_hostile_ebrs_raise_nothing_but_typed_errors():
 
 
 def test_ebr_candidates_stay_bounded():
-    # Thousands of EBR-looking sectors fed before the MBR: the detector
-    # remembers at most its cap of them, then only those still needed.
-    fake = ebr((0x07, 1, 1), 2)
-    count = windows._MAX_EBR_CANDIDATES + 1000
+    # EBR-looking sectors fed before the MBR are kept until the chains are
+    # walked, then forgotten; over the cap the disk cannot be judged.
+    fake = ebr((0x83, 1, 1), 2)
+    count = windows._MAX_EBR_CANDIDATES - 10
     data = bytearray(disk(size=(EXT_START + count) * 512))
     for lba in range(EXT_START, EXT_START + count):
         data[lba * 512:(lba + 1) * 512] = fake
+    # The only EBR of the MBR's extended partition, without a link.
+    data[64 * 512:65 * 512] = ebr((0x83, 1, 1))
     detector = windows.WindowsDetector()
     detector.feed(512, bytes(data[512:]))
-    assert len(detector._ebr_candidates) == windows._MAX_EBR_CANDIDATES
-    # An MBR whose extended partition covers none of them.
+    assert len(detector._ebr_candidates) == count + 1
     detector.feed(0, mbr((0x05, 64, 100)))
     assert detector._ebr_candidates == {}
     detector.finish()
     assert not detector.windows
+    data += fake * 20
+    with pytest.raises(errors.WindowsImageError) as info:
+        windows.WindowsDetector().feed(512, bytes(data[512:]))
+    assert 'cannot be judged' in info.value.detail
 
 
 def test_import_package_refuses_windows_in_a_logical_partition():
@@ -347,3 +361,82 @@ def test_import_package_refuses_windows_in_a_logical_partition():
     with pytest.raises(errors.WindowsImageError) as info:
         package.read()
     assert 'logical partition 2 of MBR partition 2' in info.value.detail
+
+
+def test_fed_ranges_stay_bounded(monkeypatch):
+    # A bitmap fragmented on purpose (every other sector): past the cap,
+    # gaps are closed and the ranges stay few; detection still works.
+    monkeypatch.setattr(windows, '_MAX_FED_RANGES', 100)
+    detector = windows.WindowsDetector()
+    for lba in range(4096, 4096 + 2 * 5000, 2):
+        detector.feed(lba * 512, bytes(512))
+    assert len(detector._fed_starts) <= 101
+    detector.feed(0, mbr((0x83, 20000, 100)))
+    with pytest.raises(errors.WindowsImageError):
+        detector.feed(20000 * 512, NTFS)
+
+
+def test_chain_through_a_sector_fed_before_that_is_no_ebr():
+    # The extended partition's first sector came first and is no EBR: the
+    # chain ends there (at finish), nothing else is read.
+    data = logical_disk((0x83, 0x07), {1: NTFS})
+    data = bytearray(data)
+    data[EXT_START * 512:(EXT_START + 1) * 512] = bytes(512)
+    assert detect_all_ways(bytes(data)) == {False}
+
+
+def test_hostile_tables_raise_nothing_but_typed_errors():
+    # Random sectors dressed as every table the detector reads, random
+    # fields, fed in random orders and sizes.
+    rng = random.Random(11)
+    magics = [(0, b'EFI PART'), (0, b'\x57\x45\x56\x82'),
+              (64, b'\x57\x45\x56\x82'), (128, b'\x57\x45\x56\x82'),
+              (12, b'\xee\xde\x0d\x60'), (4, b'\x0d\x60\x5e\xca'),
+              (0, b'PM\0\0'), (0, b'ER'), (0, b'\x0b\xe5\xa9\x41'),
+              (508, b'\xda\xbe'), (3, b'NTFS    '), (510, b'\x55\xaa')]
+    sectors = 512
+    for _ in range(60):
+        data = bytearray(rng.randbytes(sectors * 512))
+        for _ in range(40):
+            lba = rng.randrange(sectors)
+            at, magic = rng.choice(magics)
+            data[lba * 512 + at:lba * 512 + at + len(magic)] = magic
+            if magic == b'EFI PART':
+                # MyLBA right, the rest small enough to point inside.
+                struct.pack_into('<QQQII', data, lba * 512 + 24, lba,
+                                 rng.randrange(sectors), 0,
+                                 rng.randrange(sectors),
+                                 rng.choice((0, 4, 128, 1 << 20)))
+                struct.pack_into('<I', data, lba * 512 + 84,
+                                 rng.choice((128, 256, 100, 0)))
+        data = bytes(data)
+        assert detect(data, chunk=rng.choice((512, 4096, 65536))) in (
+            True, False)
+        assert detect_shuffled(data, 4096, rng.randrange(1000)) in (
+            True, False)
+
+
+@pytest.mark.parametrize('count,size', [(16385, 128), (8192, 512), (4, 100)])
+def test_gpt_arrays_over_the_caps_cannot_be_judged(count, size):
+    header = bytearray(512)
+    header[0:8] = b'EFI PART'
+    struct.pack_into('<Q', header, 24, 1)
+    struct.pack_into('<QII', header, 72, 2, count, size)
+    detector = windows.WindowsDetector()
+    with pytest.raises(errors.WindowsImageError) as info:
+        detector.feed(0, mbr((0xEE, 1, 100000)) + bytes(header))
+    assert 'cannot be judged' in info.value.detail
+
+
+@pytest.mark.parametrize('kind', [0x81, 0x42])
+def test_partition_types_count_only_in_a_signed_mbr(kind):
+    """Sector 0 without 0x55AA is no DOS table for Linux or libblkid: random data there
+    (a disk with no table) must not be refused for the types it seems to name, while the
+    same entry in a signed MBR is (Minix subpartitions: undecidable; 0x42: dynamic disk)."""
+    unsigned = bytearray(mbr((kind, 2048, 4000)))
+    unsigned[510:512] = b'\0\0'
+    assert detect(disk((0, bytes(unsigned)))) is False
+    assert detect(disk((0, mbr((kind, 2048, 4000))))) is True
+    # An unsigned entry's start is still checked for NTFS.
+    unsigned[446 + 4] = 0x83
+    assert detect(disk((0, bytes(unsigned)), (MIB, NTFS))) is True

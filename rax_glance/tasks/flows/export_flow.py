@@ -109,7 +109,12 @@ class CheckContainer(tf_task.Task):
         self.job = job
 
     def execute(self, target):
-        conn = base.project_swift(self.job).connection()
+        try:
+            conn = base.project_swift(self.job).connection()
+        except swift_errors.ProtectedAccount as exc:
+            # A Glance store's account is never a task's target, whoever asks.
+            LOG.warning('Task %s: %s', self.job.id, exc.message)
+            raise messages.TaskFailed(messages.CONTAINER_NOT_FOUND % target) from None
         try:
             try:
                 conn.head_container(target['container'])
@@ -118,7 +123,10 @@ class CheckContainer(tf_task.Task):
                     raise messages.TaskFailed(messages.CONTAINER_NOT_FOUND % target) from None
                 raise
             try:
-                conn.head_object(target['container'], target['object'])
+                # The name itself: a symlink there is an object (Swift must not follow it
+                # into another account: that would tell whether the target exists).
+                conn.head_object(target['container'], target['object'],
+                                 query_string='symlink=get')
             except swiftclient.ClientException as exc:
                 if exc.http_status != 404:
                     raise
@@ -151,15 +159,19 @@ class UploadVHD(tf_task.Task):
 
     def _vhd_stream(self, image, spool_dir):
         data = vhd_content.IterStream(image.get_data(), image.size)
+        limits = ova.PackageLimits(
+            max_inflate_ratio=self.job.conf.rax_tasks.max_package_inflate_ratio)
         return ova.export_image(data, image.size, image.container_format, image.disk_format,
-                                tmpdir=spool_dir, vhd_limits=vhd_validate.UNLIMITED)
+                                tmpdir=spool_dir, limits=limits,
+                                vhd_limits=vhd_validate.UNLIMITED)
 
     def execute(self, target, image_kind):
         ctx = self.job.context
         image = base.retry_db(lambda: base.gateway().get_repo(ctx).get(target['image_id']))
-        # Recorded before the first segment exists, so a dead process's export is removed.
+        # Recorded before the name is claimed, so a dead process's export is removed. The
+        # task id is the writer id on the object: cleanup deletes only what carries it.
         self.job.remember('export', {'container': target['container'],
-                                     'object': target['object']})
+                                     'object': target['object'], 'writer': self.job.id})
         fields = dict(target, image=target['image_id'])
         spool_dir = self._spool_dir()
         try:
@@ -167,7 +179,7 @@ class UploadVHD(tf_task.Task):
             head = bytearray()
             record = swiftdlo.write_project_object(ctx, target['container'], target['object'],
                                                    _noting_head(stream, head),
-                                                   conf=self.job.conf)
+                                                   conf=self.job.conf, writer_id=self.job.id)
         except swift_errors.ContainerNotFound:
             raise messages.TaskFailed(messages.CONTAINER_NOT_FOUND % fields) from None
         except swift_errors.ObjectExists:
@@ -177,6 +189,12 @@ class UploadVHD(tf_task.Task):
         except swift_errors.SegmentPrefixInUse:
             self.job.forget('export')
             raise messages.TaskFailed(messages.SEGMENTS_EXIST % fields) from None
+        except swift_errors.UploadFailed as exc:
+            if exc.http_status != 413:
+                raise
+            # A container or account quota refused a segment; what was written is gone.
+            LOG.warning('Task %s: %s', self.job.id, exc.message)
+            raise messages.TaskFailed(messages.QUOTA_EXCEEDED % fields) from None
         except engine_errors.ImageError as exc:
             LOG.warning('Task %s: image %s cannot be exported: %s', self.job.id,
                         target['image_id'], exc.describe())
@@ -233,12 +251,14 @@ def _remove_spool(job, path):
 
 def _delete_export(job, export):
     try:
+        # Only while the object still carries this task's writer id (an export recorded
+        # before writer ids existed has none: fall back to the task id, never to "any").
         swiftdlo.delete_project_object(job.context, export['container'], export['object'],
-                                       conf=job.conf)
+                                       conf=job.conf, writer_id=export.get('writer', job.id))
         LOG.info('Task %s: removed %s/%s and its segments', job.id, export['container'],
                  export['object'])
     except swift_errors.ObjectNotFound:
-        pass  # the writer already removed what it wrote
+        pass  # the writer already removed what it wrote, or the name is someone else's
 
 
 class ExportFlow(base.FlowPlugin):

@@ -7,6 +7,8 @@ through Glance's domain layer (hashing, quotas, store drivers apply) -> image `a
 Nothing is staged on disk: the object streams from Swift into the store in one pass.
 """
 
+import contextlib
+
 import swiftclient
 from oslo_log import log as logging
 from taskflow import task as tf_task
@@ -15,6 +17,7 @@ from taskflow.patterns import linear_flow
 from rax_glance import ova
 from rax_glance.swift import errors as swift_errors
 from rax_glance.swift import names as swift_names
+from rax_glance.swift import source as swift_source
 from rax_glance.tasks import messages
 from rax_glance.tasks.flows import base
 from rax_glance.vhd import content as vhd_content
@@ -49,7 +52,9 @@ class CheckInput(tf_task.Task):
 
 
 class FindSwiftObject(tf_task.Task):
-    """HEAD the object in the owner's account: its size (of the whole DLO/SLO)."""
+    """Resolve the name in the owner's account (links, DLO/SLO manifests, versions) without
+    letting Swift follow anything: its size, or the not-found message when it is missing or
+    leads anywhere but the owner's own account (rax_glance.swift.source)."""
 
     default_provides = 'source_size'
 
@@ -58,22 +63,36 @@ class FindSwiftObject(tf_task.Task):
         self.job = job
 
     def execute(self, source):
-        conn = base.project_swift(self.job).connection()
-        try:
-            headers = conn.head_object(source['container'], source['object'])
-        except swiftclient.ClientException as exc:
-            if exc.http_status == 404:
-                raise messages.TaskFailed(messages.IMPORT_NOT_FOUND) from None
-            raise
-        finally:
-            conn.close()
-        size = int(headers.get('content-length', 0))
-        LOG.info('Task %s: importing %s/%s (%d bytes)', self.job.id, source['container'],
-                 source['object'], size)
-        return size
+        with _refused_as_not_found(self.job, source):
+            resolved = swift_source.resolve(base.project_swift(self.job), source['container'],
+                                            source['object'])
+        LOG.info('Task %s: importing %s/%s (%d bytes in %d pieces)', self.job.id,
+                 source['container'], source['object'], resolved.size, len(resolved.pieces))
+        return resolved.size
 
     def revert(self, *args, **kwargs):
         pass  # reads only
+
+
+@contextlib.contextmanager
+def _refused_as_not_found(job, source):
+    """Missing, refused (another account, a Glance store's account, a loop, ...) and
+    changed-while-read sources all give the same message: no oracle for what lies behind a
+    name. The reason goes to the log only. Swift or its auth being unreachable or
+    misconfigured stays an unexpected error (it is not the customer's doing)."""
+    try:
+        yield
+    except (swift_source.SourceRefused, swift_errors.ProtectedAccount,
+            swift_errors.InvalidName) as exc:
+        LOG.warning('Task %s: import source %s/%s refused: %s', job.id, source['container'],
+                    source['object'], exc.message)
+        raise messages.TaskFailed(messages.IMPORT_NOT_FOUND) from None
+    except swiftclient.ClientException as exc:
+        if exc.http_status is not None and exc.http_status < 500:
+            LOG.warning('Task %s: import source %s/%s: Swift answered %s', job.id,
+                        source['container'], source['object'], exc.http_status)
+            raise messages.TaskFailed(messages.IMPORT_NOT_FOUND) from None
+        raise
 
 
 class CreateImage(tf_task.Task):
@@ -118,25 +137,31 @@ class UploadPackage(tf_task.Task):
         ctx = base.operator_context(self.job.context)
         repo = base.gateway().get_repo(ctx)
         image = base.retry_db(lambda: repo.get(image_id))
-        conn = base.project_swift(self.job).connection()
+        with _refused_as_not_found(self.job, source):
+            swift = base.project_swift(self.job)
+        conn = swift.connection()
         try:
-            _headers, body = conn.get_object(source['container'], source['object'],
-                                             resp_chunk_size=READ_SIZE)
-            stream = vhd_content.IterStream(body, source_size)
-            info = {}
-            package = ova.pack_single_vhd(stream, source_size, info=info,
-                                          limits=base.import_limits(self.job.conf))
-            # As Glance's upload API does: mark it saving, write the data, then activate.
-            image.status = 'saving'
-            base.retry_db(lambda: repo.save(image, from_state='queued'))
-            image.set_data(package, None)
-            # `size` is the stored package's; `virtual_size` is the disk's (Nova checks it).
-            image.virtual_size = info['virtual_size']
-            base.retry_db(lambda: repo.save(image, from_state='saving'))
-        except swiftclient.ClientException as exc:
-            if exc.http_status == 404:  # deleted while we read it
-                raise messages.TaskFailed(messages.IMPORT_NOT_FOUND) from None
-            raise
+            with _refused_as_not_found(self.job, source):
+                # Resolved again, and read exactly as resolved (pinned by ETag): what is
+                # read is what was checked, whatever the links say by now.
+                resolved = swift_source.resolve(swift, source['container'], source['object'],
+                                                conn=conn)
+                if resolved.size != source_size:
+                    raise swift_source.SourceRefused(
+                        'size changed from %d to %d since it was found'
+                        % (source_size, resolved.size))
+                stream = vhd_content.IterStream(swift_source.iter_source(conn, resolved),
+                                                source_size)
+                info = {}
+                package = ova.pack_single_vhd(stream, source_size, info=info,
+                                              limits=base.import_limits(self.job.conf))
+                # As Glance's upload API does: mark it saving, write the data, then activate.
+                image.status = 'saving'
+                base.retry_db(lambda: repo.save(image, from_state='queued'))
+                image.set_data(package, None)
+                # `size` is the stored package's; `virtual_size` is the disk's (Nova checks it).
+                image.virtual_size = info['virtual_size']
+                base.retry_db(lambda: repo.save(image, from_state='saving'))
         finally:
             conn.close()
         LOG.info('Task %s: image %s is %s (%s bytes stored)', self.job.id, image_id,

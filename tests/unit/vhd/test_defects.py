@@ -174,18 +174,35 @@ def test_blocks_overlap_each_other():
     assert_code(data, 111)
 
 
-# 12. data where the bitmap is clear: valid, reads zeros, warned
-def test_data_under_clear_bitmap_reads_zero():
+# 12. data where the bitmap is clear: qemu shows it, the specification
+# reads zeros.  Refused (111) unless allowed (stored images on export):
+# then it reads zeros, warned.
+def hidden_data_disk():
     disk = builder.Dynamic(4 * MIB)
     disk.write(0, b'\x55' * 512)
     data = bytearray(disk.build())
     block_start = struct.unpack_from('>I', data, 1536)[0] * 512
     data[block_start + 512 + 4096:block_start + 512 + 8192] = b'\x66' * 4096
-    raw, stream = stream_read(bytes(data))
+    return bytes(data)
+
+
+def test_data_under_clear_bitmap_is_refused():
+    error = assert_code(hidden_data_disk(), 111)
+    assert 'bitmap marks unused' in error.detail
+    with pytest.raises(errors.StructureError):
+        to_raw(hidden_data_disk())
+
+
+def test_data_under_clear_bitmap_reads_zero_when_allowed():
+    data = hidden_data_disk()
+    allowed = validate.Limits(allow_hidden_data=True)
+    raw, stream = stream_read(data, allowed)
     assert raw[4096:8192] == bytes(4096)
     assert stream.warnings and 'bitmap' in stream.warnings[0]
     # The one-pass converter (no spooling for 2 MiB blocks) agrees.
-    assert to_raw(bytes(data))[:8192] == b'\x55' * 512 + bytes(8192 - 512)
+    assert to_raw(data, allowed)[:8192] == b'\x55' * 512 + bytes(8192 - 512)
+    # So does validate.UNLIMITED (export of stored images).
+    assert stream_read(data, validate.UNLIMITED)[0] == raw
 
 
 # 13. current size
