@@ -168,7 +168,7 @@ def test_unfinished_tasks_per_project_are_limited(client, bounded_stack, tmp_pat
     for resp in refused:
         assert resp.status_code == 429, resp.text
         assert resp.headers['Content-Type'].startswith('application/json')
-        assert 'unfinished' in resp.json()['message']
+        assert 'unfinished' in resp.json()['error']['message']
     # A place frees up only when a task finishes: never more than the limit plus the tasks
     # that had already finished once the burst was answered.
     assert 1 <= len(accepted) <= LIMIT + finished, (len(accepted), finished)
