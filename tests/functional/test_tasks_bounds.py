@@ -91,7 +91,7 @@ def _raw(stack_info, glance, method, target, body=None, headers=None, chunks=Non
 def _json_error(status, ctype, data, want):
     assert status == want, (status, data[:300])
     assert ctype.startswith('application/json'), ctype
-    body = json.loads(data)
+    body = json.loads(data)['error']  # rax_glance.api.json_errors' one shape
     assert body['message'] and b'Traceback' not in data
     return body
 
