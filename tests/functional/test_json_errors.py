@@ -1,4 +1,4 @@
-"""Every error answer is JSON with the same message whatever Accept says (CLOUD_IMAGES.md 6).
+"""Every error answer is JSON with the same message whatever Accept says (doc/api.md section 4).
 
 Real glance-api with the bundle: Glance's own errors (401 without identity, 403 by policy, 404,
 405, 400, 415), the bundle's (tasks API) and paths nobody serves, times a list of Accept
