@@ -26,8 +26,8 @@ from taskflow.conductors.backends import impl_blocking
 from taskflow.conductors.backends import impl_nonblocking
 from taskflow.types import failure as tf_failure
 
-from rax_glance.tasks import executor as executor_mod
 from rax_glance.tasks import jobboard
+from rax_glance.tasks import lifecycle
 from rax_glance.tasks import messages
 from rax_glance.tasks.db import api as db_api
 
@@ -115,7 +115,7 @@ class _TaskDispatch:
 
     @property
     def worker(self):
-        return executor_mod.worker_id()
+        return lifecycle.worker_id()
 
     def _dispatch_job(self, job):
         """Run one claimed job; True consumes it, False abandons it to another conductor."""
@@ -125,10 +125,10 @@ class _TaskDispatch:
             LOG.error('Job %s carries no task id; dropping it', job)
             return True
         try:
-            task = self._repo.get_any(task_id)
-            if task is None or task['status'] in db_api.FINAL_STATUSES:
+            task = lifecycle.load(self._repo, task_id)
+            if task is None or task.final:
                 LOG.info('Task %s of job %s is %s; nothing to run', task_id, job.uuid,
-                         task['status'] if task else 'gone')
+                         task.status if task else 'gone')
                 self._forget_book(job)
                 return True
             if not self._take(task):
@@ -140,14 +140,14 @@ class _TaskDispatch:
         auth = details.get('auth') or {}
         if auth.get('token'):
             # Keystone-mode Swift access of the creating request, for this run only.
-            executor_mod.stash_request_auth(task_id, auth['token'], auth.get('catalog'))
+            lifecycle.stash_request_auth(task_id, auth['token'], auth.get('catalog'))
         try:
             return self._run_and_settle(job, task)
         finally:
-            executor_mod._drop_request_auth(task_id)
+            lifecycle.drop_request_auth(task_id)
 
     def _run_and_settle(self, job, task):
-        task_id = task['id']
+        task_id = task.id
         suspended = False
         try:
             suspended = self._run(job, task)
@@ -163,12 +163,12 @@ class _TaskDispatch:
     def _take(self, task):
         """Make the task record ours: its worker (fencing others) and `processing`."""
         lease = self._conf.rax_tasks.lease_seconds
-        if task['worker'] != self.worker:
-            if not self._repo.take_over(task, self.worker, lease):
-                LOG.warning('Task %s changed hands meanwhile; leaving it', task['id'])
+        if task.worker != self.worker:
+            if not lifecycle.take_over(self._repo, task, self.worker, lease):
+                LOG.warning('Task %s changed hands meanwhile; leaving it', task.id)
                 return False
-        if task['status'] == 'pending':
-            self._repo.claim(task['id'], self.worker, lease)
+        if task.status == 'pending':
+            self._repo.claim(task.id, self.worker, lease)
         return True
 
     def _run(self, job, task):
@@ -176,7 +176,7 @@ class _TaskDispatch:
         job_context = self._task_context(task)
         if hasattr(job_context, 'update_store'):
             job_context.update_store()  # pool threads are reused: this task's context
-        LOG.info('Job %s: running task %s (%s) as %s', job.uuid, task['id'], task['type'],
+        LOG.info('Job %s: running task %s (%s) as %s', job.uuid, task.id, task.type,
                  self.worker)
         flow_detail = self._flow_detail_from_job(job)
         persisted = [atom_detail.name for atom_detail in flow_detail]
@@ -187,12 +187,11 @@ class _TaskDispatch:
                                           backend=self._persistence, **self._engine_options)
         engine.compile()
         engine.prepare()
-        if fail_interrupted_atoms(engine.storage, persisted) and task['work']:
+        if fail_interrupted_atoms(engine.storage, persisted):
             # What the dead conductor recorded (an image half written into the store, an
             # export's segments) is removed first, the way recovery does it; the reverts
             # that follow find nothing left and the failure is recorded last.
-            plugin = executor_mod.load_flow_plugin(task['type'])
-            plugin.cleanup(jobboard.make_job(task, self._conf), dict(task['work']))
+            lifecycle.cleanup(jobboard.make_job(task, self._conf, self._repo))
         engine.validate()
         suspended = False
         for _state in engine.run_iter():
@@ -204,36 +203,22 @@ class _TaskDispatch:
         return engine.storage.get_flow_state() == states.SUSPENDED
 
     def _task_context(self, task):
-        return jobboard.make_job(task, self._conf).context
+        return jobboard.make_job(task, self._conf, self._repo).context
 
     def _settle(self, job, task_id, suspended):
         """The task must be final before its job goes; True consumes the job."""
         try:
-            task = self._repo.get_any(task_id)
+            task = lifecycle.load(self._repo, task_id)
+            if task is not None and not task.final:
+                if suspended:
+                    return False  # stopping: another conductor resumes it
+                # The flow could not even revert properly (or the factory failed).
+                if lifecycle.settle(jobboard.make_job(task, self._conf, self._repo)) == \
+                        lifecycle.NOT_OURS:
+                    return False
         except Exception:
-            LOG.exception('Job %s: cannot read task %s; leaving the job', job.uuid, task_id)
+            LOG.exception('Job %s: cannot settle task %s; leaving the job', job.uuid, task_id)
             return False
-        if task is None or task['status'] in db_api.FINAL_STATUSES:
-            self._forget_book(job)
-            return True
-        if task['worker'] != self.worker:
-            LOG.warning('Task %s was taken over by %s meanwhile', task_id, task['worker'])
-            return False
-        if suspended:
-            return False
-        # The flow could not even revert properly (or the factory failed): what the flow
-        # recorded is removed here and the task fails, as the in-process executor does.
-        LOG.error('Task %s did not record its outcome; failing it (left: %s)', task_id,
-                  task['work'])
-        if task['work']:
-            try:
-                plugin = executor_mod.load_flow_plugin(task['type'])
-                plugin.cleanup(jobboard.make_job(task, self._conf), dict(task['work']))
-            except Exception:
-                LOG.exception('Cleaning up after task %s failed; left: %s', task_id,
-                              task['work'])
-        self._repo.finish(task_id, self.worker, 'failure',
-                          self._conf.rax_tasks.task_time_to_live, message=messages.UNEXPECTED)
         self._forget_book(job)
         return True
 
@@ -287,31 +272,23 @@ class OrphanSweeper:
         import datetime
 
         now = now or db_api.utcnow()
-        old = [t for t in self.repo.active()
-               if now - t['created_at'] > datetime.timedelta(seconds=self.grace)]
+        old = [t for t in lifecycle.active(self.repo)
+               if now - t.created_at > datetime.timedelta(seconds=self.grace)]
         if not old:
             return []
         # Listed after the tasks were read: a job posted meanwhile is seen.
         posted = {(job.details or {}).get('task_id') for job in self.board.iterjobs()}
         failed = []
-        worker = executor_mod.worker_id()
+        worker = lifecycle.worker_id()
         for task in old:
-            if task['id'] in posted:
+            if task.id in posted:
                 continue
-            if not self.repo.take_over(task, worker, self.conf.rax_tasks.lease_seconds):
+            if not lifecycle.take_over(self.repo, task, worker,
+                                       self.conf.rax_tasks.lease_seconds):
                 continue
-            if task['work']:
-                try:
-                    plugin = executor_mod.load_flow_plugin(task['type'])
-                    plugin.cleanup(jobboard.make_job(task, self.conf), dict(task['work']))
-                except Exception:
-                    LOG.exception('Cleaning up after orphaned task %s failed', task['id'])
-            self.repo.finish(task['id'], worker, 'failure',
-                             self.conf.rax_tasks.task_time_to_live,
-                             message=messages.INTERRUPTED)
-            LOG.warning('Task %s (%s) had no job on the board; failed it', task['id'],
-                        task['type'])
-            failed.append(task['id'])
+            lifecycle.fail(jobboard.make_job(task, self.conf, self.repo), messages.INTERRUPTED)
+            LOG.warning('Task %s (%s) had no job on the board; failed it', task.id, task.type)
+            failed.append(task.id)
         return failed
 
 

@@ -25,6 +25,7 @@ from rax_glance import errors
 from rax_glance.tasks import conductor as conductor_mod
 from rax_glance.tasks import executor as executor_mod
 from rax_glance.tasks import jobboard
+from rax_glance.tasks import lifecycle
 from rax_glance.tasks import messages
 from rax_glance.tasks.db import api as db_api
 from rax_glance.tasks.db import migration
@@ -182,6 +183,9 @@ class FakePlugin:
     def __init__(self):
         self.cleaned = []
 
+    def build(self, job):
+        return self.inner
+
     def result(self, job, storage):
         return {'image_id': storage.fetch('image_id')}
 
@@ -192,14 +196,12 @@ class FakePlugin:
 def _wrapped(conf, repo, fail=None):
     task = _task(repo, worker=executor_mod.worker_id())
     repo.claim(task['id'], executor_mod.worker_id(), 60)
-    job = executor_mod.Job(repo.get_any(task['id']), None, conf, repo,
-                           executor_mod.worker_id())
     plugin, log = FakePlugin(), []
-    inner = linear_flow.Flow('inner').add(
+    job = lifecycle.Job(repo.get_any(task['id']), None, conf, repo, lifecycle.worker_id(),
+                        plugin=plugin)
+    plugin.inner = linear_flow.Flow('inner').add(
         Step('make', log, provides='image_id', job=job), Step('use', log, fail=fail))
-    flow = linear_flow.Flow('outer').add(jobboard.RecordFailure(job, plugin), inner,
-                                         jobboard.RecordSuccess(job, plugin, inner.provides))
-    return task, plugin, log, flow
+    return task, plugin, log, lifecycle.wrap(job, 'outer')
 
 
 def test_success_is_recorded_with_the_plugin_result(conf, repo):
@@ -231,14 +233,15 @@ def test_messages_survive_persistence():
     def reloaded(exc):
         return tf_failure.Failure.from_dict(tf_failure.Failure.from_exception(exc).to_dict())
 
-    job = executor_mod.Job({'id': 't', 'input': {}, 'type': 'import'}, None, None, None, 'w')
+    job = lifecycle.Job({'id': 't', 'input': {}, 'type': 'import', 'owner': 'p',
+                         'user_id': 'u'}, None, None, None, 'w')
     restored = reloaded(messages.TaskFailed(messages.UNSUPPORTED_PROPERTY))
     assert restored.exception is None
-    assert jobboard.failure_message(job, {'a': restored}) == messages.UNSUPPORTED_PROPERTY
-    assert jobboard.failure_message(
+    assert lifecycle.failure_message(job, {'a': restored}) == messages.UNSUPPORTED_PROPERTY
+    assert lifecycle.failure_message(
         job, {'a': reloaded(errors.NullUniqueIdError('zero'))}) == errors.MESSAGES[614]
-    assert jobboard.failure_message(job, {'a': reloaded(KeyError('x'))}) == messages.UNEXPECTED
-    assert jobboard.failure_message(job, {}) == messages.UNEXPECTED
+    assert lifecycle.failure_message(job, {'a': reloaded(KeyError('x'))}) == messages.UNEXPECTED
+    assert lifecycle.failure_message(job, {}) == messages.UNEXPECTED
 
 
 # -- a conductor dying mid-flow --------------------------------------------------------------
@@ -379,8 +382,8 @@ def test_the_conductor_takes_the_task_over_before_running(dispatcher, repo):
     seen = {}
 
     def run(job, task):
-        seen.update(repo.get_any(task['id']))
-        repo.finish(task['id'], dispatcher.worker, 'success', 48, result={'image_id': 'i'})
+        seen.update(repo.get_any(task.id))
+        repo.finish(task.id, dispatcher.worker, 'success', 48, result={'image_id': 'i'})
         return False
 
     dispatcher._run = run
@@ -520,8 +523,8 @@ def test_keystone_credentials_travel_in_the_job_only(conf, repo, dispatcher):
     seen = {}
 
     def run(job, task):
-        seen['auth'] = executor_mod.request_auth(task['id'])
-        repo.finish(task['id'], dispatcher.worker, 'success', 48, result={})
+        seen['auth'] = executor_mod.request_auth(task.id)
+        repo.finish(task.id, dispatcher.worker, 'success', 48, result={})
         return False
 
     dispatcher._run = run
