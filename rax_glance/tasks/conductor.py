@@ -19,7 +19,6 @@ import contextlib
 import threading
 
 from oslo_log import log as logging
-from taskflow import engines
 from taskflow import exceptions as tf_exc
 from taskflow import states
 from taskflow.conductors.backends import impl_blocking
@@ -107,11 +106,20 @@ class ClaimKeepingBoard:
 
 
 class _TaskDispatch:
-    """`_dispatch_job` for Cloud Images tasks; mixed into TaskFlow's executor conductors."""
+    """The Cloud Images task around TaskFlow's own dispatch of a job.
+
+    TaskFlow's executor conductor runs the job (engine from the job's flow detail,
+    listeners, notifier events, suspension when stopping); around it this takes the task
+    record over first and settles it after. Two handlers on the conductor's notifier do
+    the rest: after `preparation`, atoms a dead conductor left running are failed as
+    interrupted; after a job is consumed, its flow state is removed.
+    """
 
     def _setup_tasks(self, conf, repo):
         self._conf = conf
         self._repo = repo
+        self.notifier.register('preparation_end', self._on_prepared)
+        self.notifier.register('job_consumed', _forget_book)
 
     @property
     def worker(self):
@@ -129,7 +137,6 @@ class _TaskDispatch:
             if task is None or task.final:
                 LOG.info('Task %s of job %s is %s; nothing to run', task_id, job.uuid,
                          task.status if task else 'gone')
-                self._forget_book(job)
                 return True
             if not self._take(task):
                 return False
@@ -142,23 +149,27 @@ class _TaskDispatch:
             # Keystone-mode Swift access of the creating request, for this run only.
             lifecycle.stash_request_auth(task_id, auth['token'], auth.get('catalog'))
         try:
-            return self._run_and_settle(job, task)
+            job_context = self._task_context(task)
+            if hasattr(job_context, 'update_store'):
+                job_context.update_store()  # pool threads are reused: this task's context
+            LOG.info('Job %s: running task %s (%s) as %s', job.uuid, task.id, task.type,
+                     self.worker)
+            try:
+                # TaskFlow's dispatch: False when the engine was suspended (we are
+                # stopping) or the flow state was unavailable.
+                consume = super()._dispatch_job(job)
+            except self.NO_CONSUME_EXCEPTIONS:
+                LOG.exception('Job %s: flow state unavailable; leaving the task to another '
+                              'attempt', job.uuid)
+                return False
+            except Exception:
+                # The flow could not even be rebuilt (its factory failed).
+                LOG.exception('Job %s: the flow of task %s could not be loaded', job.uuid,
+                              task_id)
+                consume = True
+            return self._settle(job, task_id, consume)
         finally:
             lifecycle.drop_request_auth(task_id)
-
-    def _run_and_settle(self, job, task):
-        task_id = task.id
-        suspended = False
-        try:
-            suspended = self._run(job, task)
-        except (tf_exc.StorageFailure, tf_exc.ExecutionFailure):
-            LOG.exception('Job %s: flow state unavailable; leaving the task to another '
-                          'attempt', job.uuid)
-            return False
-        except Exception as exc:
-            # The flow has reverted; RecordFailure recorded the message (logged there).
-            LOG.debug('Job %s ended with %r', job.uuid, exc)
-        return self._settle(job, task_id, suspended)
 
     def _take(self, task):
         """Make the task record ours: its worker (fencing others) and `processing`."""
@@ -171,68 +182,57 @@ class _TaskDispatch:
             self._repo.claim(task.id, self.worker, lease)
         return True
 
-    def _run(self, job, task):
-        """Compile, resume, run; True when the engine was suspended (we are stopping)."""
-        job_context = self._task_context(task)
-        if hasattr(job_context, 'update_store'):
-            job_context.update_store()  # pool threads are reused: this task's context
-        LOG.info('Job %s: running task %s (%s) as %s', job.uuid, task.id, task.type,
-                 self.worker)
-        flow_detail = self._flow_detail_from_job(job)
-        persisted = [atom_detail.name for atom_detail in flow_detail]
-        store = dict((flow_detail.meta or {}).get('store') or {})
-        store.update((job.details or {}).get('store') or {})
-        # Rebuilds the flow with the factory saved in the flow detail (jobboard.flow_factory).
-        engine = engines.load_from_detail(flow_detail, store=store, engine=self._engine,
-                                          backend=self._persistence, **self._engine_options)
-        engine.compile()
-        engine.prepare()
-        if fail_interrupted_atoms(engine.storage, persisted):
+    def _on_prepared(self, _event, details):
+        """Atoms a dead conductor left RUNNING fail as interrupted, before the run."""
+        engine, job = details['engine'], details['job']
+        if not fail_interrupted_atoms(engine.storage, atom_names(engine)):
+            return
+        task = lifecycle.load(self._repo, (job.details or {}).get('task_id'))
+        if task is not None:
             # What the dead conductor recorded (an image half written into the store, an
             # export's segments) is removed first, the way recovery does it; the reverts
             # that follow find nothing left and the failure is recorded last.
             lifecycle.cleanup(jobboard.make_job(task, self._conf, self._repo))
-        engine.validate()
-        suspended = False
-        for _state in engine.run_iter():
-            if not suspended and self._wait_timeout.is_stopped():
-                LOG.info('Conductor stopping: suspending job %s after its current step',
-                         job.uuid)
-                engine.suspend()
-                suspended = True
-        return engine.storage.get_flow_state() == states.SUSPENDED
 
     def _task_context(self, task):
         return jobboard.make_job(task, self._conf, self._repo).context
 
-    def _settle(self, job, task_id, suspended):
+    def _settle(self, job, task_id, consume):
         """The task must be final before its job goes; True consumes the job."""
         try:
             task = lifecycle.load(self._repo, task_id)
             if task is not None and not task.final:
-                if suspended:
+                if not consume:
                     return False  # stopping: another conductor resumes it
-                # The flow could not even revert properly (or the factory failed).
+                # The flow could not even revert properly (or could not be loaded).
                 if lifecycle.settle(jobboard.make_job(task, self._conf, self._repo)) == \
                         lifecycle.NOT_OURS:
                     return False
         except Exception:
             LOG.exception('Job %s: cannot settle task %s; leaving the job', job.uuid, task_id)
             return False
-        self._forget_book(job)
         return True
 
-    def _forget_book(self, job):
-        """A finished task's flow state is of no further use."""
-        if self._persistence is None or not getattr(job, 'book_uuid', None):
-            return
-        try:
-            with contextlib.closing(self._persistence.get_connection()) as conn:
-                conn.destroy_logbook(job.book_uuid)
-        except tf_exc.NotFound:
-            pass
-        except Exception:
-            LOG.warning('Could not remove the logbook of job %s', job.uuid, exc_info=True)
+
+def _forget_book(_event, details):
+    """A consumed job's task is final: its flow state is of no further use."""
+    job, persistence = details['job'], details.get('persistence')
+    if persistence is None or not getattr(job, 'book_uuid', None):
+        return
+    try:
+        with contextlib.closing(persistence.get_connection()) as conn:
+            conn.destroy_logbook(job.book_uuid)
+    except tf_exc.NotFound:
+        pass
+    except Exception:
+        LOG.warning('Could not remove the logbook of job %s', job.uuid, exc_info=True)
+
+
+def atom_names(engine):
+    """Names of the atoms of a compiled engine's flow (tasks and retries)."""
+    graph = engine.compilation.execution_graph
+    return [node.name for node, data in graph.nodes(data=True)
+            if data.get('kind') in ('task', 'retry')]
 
 
 class OrphanSweeper:
