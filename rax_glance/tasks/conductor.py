@@ -23,6 +23,7 @@ from taskflow import exceptions as tf_exc
 from taskflow import states
 from taskflow.conductors.backends import impl_blocking
 from taskflow.conductors.backends import impl_nonblocking
+from taskflow.listeners import base as tf_listeners
 from taskflow.types import failure as tf_failure
 
 from rax_glance.tasks import jobboard
@@ -115,6 +116,11 @@ class _TaskDispatch:
     interrupted; after a job is consumed, its flow state is removed.
     """
 
+    def __init__(self, name, jobboard, tasks_conf=None, task_repo=None, **kwargs):
+        super().__init__(name, jobboard, **kwargs)
+        if tasks_conf is not None:
+            self._setup_tasks(tasks_conf, task_repo)
+
     def _setup_tasks(self, conf, repo):
         self._conf = conf
         self._repo = repo
@@ -182,6 +188,10 @@ class _TaskDispatch:
             self._repo.claim(task.id, self.worker, lease)
         return True
 
+    def _listeners_from_job(self, job, engine):
+        """TaskFlow's extension point for listeners on each job's engine."""
+        return super()._listeners_from_job(job, engine) + [SuspensionLog(engine, job)]
+
     def _on_prepared(self, _event, details):
         """Atoms a dead conductor left RUNNING fail as interrupted, before the run."""
         engine, job = details['engine'], details['job']
@@ -212,6 +222,19 @@ class _TaskDispatch:
             LOG.exception('Job %s: cannot settle task %s; leaving the job', job.uuid, task_id)
             return False
         return True
+
+
+class SuspensionLog(tf_listeners.Listener):
+    """Says which job a stopping conductor suspends (and so gives back to the board)."""
+
+    def __init__(self, engine, job):
+        super().__init__(engine, task_listen_for=(), retry_listen_for=(),
+                         flow_listen_for=(states.SUSPENDING,))
+        self.job = job
+
+    def _flow_receiver(self, state, details):
+        LOG.info('Conductor stopping: suspending job %s after its current step',
+                 self.job.uuid)
 
 
 def _forget_book(_event, details):
@@ -316,13 +339,18 @@ class NonBlockingConductor(_TaskDispatch, impl_nonblocking.NonBlockingConductor)
     """Up to `max_simultaneous_jobs` jobs at once, in a thread pool."""
 
 
-def make_conductor(conf, board, persistence, repo, name):
-    """The conductor `[rax_jobboard]` asks for, around a claim-keeping `board`."""
-    opts = conf.rax_jobboard
-    cls = NonBlockingConductor if opts.conductor_type == 'nonblocking' else BlockingConductor
-    max_jobs = opts.max_simultaneous_jobs if opts.conductor_type == 'nonblocking' else 1
-    conductor = cls(name, board, persistence=persistence, engine='serial',
-                    wait_timeout=opts.poll_interval, max_simultaneous_jobs=max_jobs)
-    conductor._setup_tasks(conf, repo)
-    return conductor
+CONDUCTOR_KINDS = {'blocking': 'rax-glance-blocking', 'nonblocking': 'rax-glance-nonblocking'}
 
+
+def make_conductor(conf, board, persistence, repo, name):
+    """The conductor `[rax_jobboard]` asks for, around a claim-keeping `board`, fetched from
+    TaskFlow's `taskflow.conductors` entry points (this bundle declares its two there)."""
+    from taskflow.conductors import backends as tf_conductors
+
+    opts = conf.rax_jobboard
+    max_jobs = opts.max_simultaneous_jobs if opts.conductor_type == 'nonblocking' else 1
+    return tf_conductors.fetch(CONDUCTOR_KINDS[opts.conductor_type], name, board,
+                               persistence=persistence, engine='serial',
+                               wait_timeout=opts.poll_interval,
+                               max_simultaneous_jobs=max_jobs, tasks_conf=conf,
+                               task_repo=repo)

@@ -25,6 +25,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import netutils
 from oslo_utils import uuidutils
+from taskflow.persistence.backends import impl_sqlalchemy
 
 from rax_glance.tasks import executor as executor_mod
 from rax_glance.tasks import lifecycle
@@ -132,31 +133,38 @@ _SCHEMA_LOCK = threading.Lock()
 
 def fetch_persistence(conf):
     """TaskFlow's SQL persistence, its tables made sure of (idempotent, once per process)."""
-    from taskflow.persistence import backends as tf_backends
-
     from rax_glance.tasks.db import api as db_api
 
     url = persistence_url(conf)
     # The task records' engine: one pool per process, and sqlite waits for its lock.
-    backend = tf_backends.fetch({'connection': url}, engine=db_api.get_engine(url))
+    backend = SharedConnectionBackend({'connection': url}, engine=db_api.get_engine(url))
     with _SCHEMA_LOCK:
         if url not in _SCHEMA_READY:
             ensure_schema(backend, dedicated=bool(conf.rax_jobboard.persistence_connection))
             _SCHEMA_READY.add(url)
-    _share_connection(backend)
     return backend
 
 
-def _share_connection(backend):
-    """TaskFlow's SQL backend builds a new connection object -- a MetaData with its three
+class SharedConnectionBackend(impl_sqlalchemy.SQLAlchemyBackend):
+    """TaskFlow's SQL persistence backend with one connection object per backend.
+
+    TaskFlow's SQL backend builds a new connection object -- a MetaData with its three
     Table objects -- for every state change of every atom, which costs more CPU than the
     SQL itself. That object holds nothing else (each call opens its own transaction on the
-    engine), so one per backend serves every thread."""
-    from taskflow.persistence.backends import impl_sqlalchemy
+    engine), so one per backend serves every thread: this overrides the public
+    `get_connection` of the class `taskflow.persistence.backends.fetch` returns for a SQL
+    URL."""
 
-    if isinstance(backend, impl_sqlalchemy.SQLAlchemyBackend):
-        shared = backend.get_connection()
-        backend.get_connection = lambda: shared
+    def __init__(self, conf, engine=None):
+        super().__init__(conf, engine=engine)
+        self._shared = None
+        self._shared_lock = threading.Lock()
+
+    def get_connection(self):
+        with self._shared_lock:
+            if self._shared is None:
+                self._shared = super().get_connection()
+            return self._shared
 
 
 def ensure_schema(backend, dedicated):

@@ -485,7 +485,8 @@ def slow_flow():
     return linear_flow.Flow('slow').add(Slow('slow'), Never('never'))
 
 
-def test_sigterm_suspends_the_running_flow_after_its_current_step(conf, repo, tmp_path):
+def test_sigterm_suspends_the_running_flow_after_its_current_step(conf, repo, tmp_path,
+                                                                   caplog):
     """The conductor's own run loop on a real engine: stop() during the first step ->
     the flow is suspended before the second and the job is left for another conductor."""
     persistence = tf_backends.fetch({'connection': 'sqlite:///%s' % (tmp_path / 'f.sqlite')})
@@ -502,6 +503,7 @@ def test_sigterm_suspends_the_running_flow_after_its_current_step(conf, repo, tm
     conductor = conductor_mod.BlockingConductor('test', FakeBoard(), persistence=persistence)
     conductor._setup_tasks(conf, repo)
     conductor._task_context = lambda task: None
+    caplog.set_level('INFO', logger='rax_glance.tasks.conductor')
     STEP_STARTED.clear()
     STEP_RELEASE.clear()
     result = {}
@@ -515,6 +517,7 @@ def test_sigterm_suspends_the_running_flow_after_its_current_step(conf, repo, tm
         STEP_RELEASE.set()
         thread.join(10)
     assert result == {'consume': False}
+    assert 'suspending job %s after its current step' % job.uuid in caplog.text
     assert repo.get_any(job.details['task_id'])['status'] == 'processing'
     with contextlib.closing(persistence.get_connection()) as conn:
         saved = conn.get_logbook(book.uuid).find(flow_detail.uuid)
@@ -697,3 +700,32 @@ def test_taskflow_private_api_this_bundle_relies_on():
     engine = engines.load(journal_flow('/nonexistent'), engine='serial')
     engine.compile()
     assert sorted(conductor_mod.atom_names(engine)) == ['one', 'three', 'two']
+
+
+def test_the_flow_state_backend_shares_one_connection_object_without_patching(conf):
+    """One connection object per backend (building one costs more than the SQL), by a
+    subclass of TaskFlow's SQL backend: no instance attribute is monkeypatched."""
+    from taskflow.persistence.backends import impl_sqlalchemy
+
+    backend = jobboard.fetch_persistence(conf)
+    assert isinstance(backend, impl_sqlalchemy.SQLAlchemyBackend)
+    assert 'get_connection' not in vars(backend)
+    first = backend.get_connection()
+    assert backend.get_connection() is first
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.save_logbook(models.LogBook('shared'))
+    with contextlib.closing(backend.get_connection()) as conn:
+        assert [book.name for book in conn.get_logbooks()] == ['shared']
+
+
+@pytest.mark.parametrize('kind, cls, most', [
+    ('blocking', conductor_mod.BlockingConductor, 1),
+    ('nonblocking', conductor_mod.NonBlockingConductor, 3),
+])
+def test_conductors_come_from_taskflows_entry_points(conf, repo, kind, cls, most):
+    conf.set_override('conductor_type', kind, group='rax_jobboard')
+    conf.set_override('max_simultaneous_jobs', 3, group='rax_jobboard')
+    conductor = conductor_mod.make_conductor(conf, FakeBoard(), None, repo, 'c1')
+    assert type(conductor) is cls
+    assert conductor._max_simultaneous_jobs == most
+    assert conductor._repo is repo and conductor._conf is conf
