@@ -9,7 +9,7 @@ from oslo_policy import policy
 # The cloud operator. Deliberately not `admin`: in Cloud Images `admin` is a customer role.
 OPERATOR_ROLE = 'rax-glance-operator'
 
-# CLOUD_IMAGES.md section 1. oslo.policy splits a check on the first colon only, so
+# doc/api.md section 1. oslo.policy splits a check on the first colon only, so
 # `role:cloudImages:admin` works, and role matching ignores case.
 CUSTOMER_ADMIN_ROLES = ('identity:user-admin', 'admin', 'cloudImages:admin')
 CUSTOMER_CREATOR_ROLES = ('cloudImages:creator',)

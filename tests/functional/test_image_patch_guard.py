@@ -24,7 +24,7 @@ V21 = 'application/openstack-images-v2.1-json-patch'
 V20 = 'application/openstack-images-v2.0-json-patch'
 DATA = b'image patch guard\n'
 
-# What CLOUD_IMAGES.md section 1 lets a customer-admin change among the core attributes
+# What doc/api.md section 1 lets a customer-admin change among the core attributes
 # ("PATCH image (any property, incl. name)"); every other schema attribute is Glance's.
 CUSTOMER_EDITABLE = {'name', 'visibility', 'protected', 'os_hidden', 'container_format',
                      'disk_format', 'min_ram', 'min_disk', 'tags'}
@@ -272,7 +272,7 @@ def test_operator_may_page_from_any_image(world):
 
 
 def test_creating_an_existing_id_answers_the_same_for_any_owner(world):
-    """Decision (doc/security-sec-api.md): Glance's 409 stays. It is the same answer for an
+    """Decision (doc/security.md): Glance's 409 stays. It is the same answer for an
     id of the caller's own image, of another project's private image and of a deleted image,
     so it confirms only that an id the caller already knows is taken."""
     admin = world['p_admin']
