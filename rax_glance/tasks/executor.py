@@ -11,6 +11,9 @@ a lease it renews. A task whose worker is gone (its pid on this host is dead, or
 out) is taken over by any live process: a `pending` task runs again, a `processing` one is
 failed with a clear message after its partial work (recorded in the row as the flow goes) is
 removed.
+
+The task record, the outcome bookkeeping and the user messages are `lifecycle`'s, shared with
+the jobboard executor and its conductors.
 """
 
 import abc
