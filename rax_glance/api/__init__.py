@@ -1,1 +1,1 @@
-"""Paste filters of the bundle that guard Glance's own image API (`/v2/images`)."""
+"""Paste filters of the bundle in front of Glance's own API (`/v2/images`, errors)."""

@@ -85,6 +85,11 @@ rules = [
                     'to the operator and cloud services (Nova copies these properties onto '
                     'snapshots).'),
     policy.RuleDefault(
+        name='rax_glance:property:customer_creator',
+        check_str='%s or %s' % (OPERATOR, CUSTOMER_CREATOR),
+        description='Property protections: properties a creator may set when creating an '
+                    'image (the checksums openstackclient sends), also the operator.'),
+    policy.RuleDefault(
         name='rax_glance:property:customer_admin',
         check_str='%s or %s' % (OPERATOR, CUSTOMER_ADMIN),
         description='Property protections: writes allowed to customer-admins and the '
