@@ -20,6 +20,7 @@ from rax_glance.tasks import options
 from rax_glance.tasks.flows import base
 from rax_glance.tasks.flows import export_flow
 from rax_glance.tasks.flows import import_flow
+from rax_glance.vhd import content as vhd_content
 
 
 class FakeRepo:
@@ -150,7 +151,8 @@ def test_someone_elses_object_is_never_removed_on_revert(conf, removed, monkeypa
                                                          refusal, message):
     job = _job(conf, export_flow.ExportFlow(), 'export')
     monkeypatch.setattr(base, 'gateway', lambda: FakeGateway())
-    monkeypatch.setattr(export_flow.UploadVHD, '_vhd_stream', lambda self, image, d: None)
+    monkeypatch.setattr(export_flow.UploadVHD, '_vhd_stream',
+                        lambda self, image, d: vhd_content.IterStream(iter(()), 0))
 
     def refuse(*args, **kwargs):
         raise refusal
