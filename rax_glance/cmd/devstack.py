@@ -63,7 +63,8 @@ def main(argv=None):
                           claim_expiry=args.claim_expiry,
                           conductor_jobs=args.conductor_jobs, auth=args.auth)
             print('dev stack running: glance-api %s, swift %s (state dir %s)'
-                  % (info['glance']['endpoint'], info['swift']['auth_url'],
+                  % (info['glance']['endpoint'],
+                     info['swift'].get('proxy_url', info['swift']['auth_url']),
                      info['state_dir']))
             if info.get('keystone'):
                 print('keystone %s: personas and passwords in `rax-glance-devstack status '

@@ -110,8 +110,8 @@ class KeystoneServer:
 
     def _manage(self, logs_dir, *args):
         log = Path(logs_dir) / 'keystone-manage.log'
-        import pwd
         import grp
+        import pwd
 
         user = pwd.getpwuid(os.getuid()).pw_name
         group = grp.getgrgid(os.getgid()).gr_name

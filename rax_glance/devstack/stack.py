@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from rax_glance.devstack import conductor as devstack_conductor
-from rax_glance.devstack import process
 from rax_glance.devstack import keystone as devstack_keystone
+from rax_glance.devstack import process
 from rax_glance.devstack.glance import GlanceServer
 from rax_glance.devstack.keystone import authtoken_section as keystone_authtoken_section
 from rax_glance.devstack.postgres import PostgresCluster

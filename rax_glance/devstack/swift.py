@@ -70,14 +70,15 @@ KEYSTONEAUTH = {
 }
 
 
-def keystone_authtoken_filter(keystone, memcached_port):
+def keystone_authtoken_filter(keystone):
     """keystonemiddleware's authtoken for the proxy, as the `swift` service user."""
     from rax_glance.devstack.keystone import authtoken_section
 
     section = {'paste.filter_factory': 'keystonemiddleware.auth_token:filter_factory',
                # keystoneauth decides (anonymous tempurl/staticweb requests go on).
-               'delay_auth_decision': 'true',
-               'memcached_servers': '127.0.0.1:%d' % memcached_port}
+               'delay_auth_decision': 'true'}
+    # No memcached_servers: keystonemiddleware's memcache pool needs python-memcached, which
+    # Glance's set does not pin; the in-process token cache serves a one-proxy node.
     section.update(authtoken_section(keystone, 'swift'))
     return section
 
@@ -187,8 +188,7 @@ class SwiftNode:
             sections['filter:%s' % name] = dict(values)
         if keystone:
             del sections['filter:tempauth']
-            sections['filter:authtoken'] = keystone_authtoken_filter(
-                keystone, self.ports['memcached'])
+            sections['filter:authtoken'] = keystone_authtoken_filter(keystone)
             sections['filter:keystoneauth'] = KEYSTONEAUTH.copy()
         _write_conf(self.dir / 'proxy-server.conf', sections)
 
@@ -231,6 +231,7 @@ class SwiftNode:
             }
         return {
             'auth': 'tempauth',
+            'proxy_url': self.proxy_url,
             'auth_url': '%s/auth/v1.0' % self.proxy_url,
             'auth_version': '1',
             'service_user': '%s:%s' % (SERVICE_ACCOUNT, SERVICE_USER),

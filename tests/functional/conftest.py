@@ -69,3 +69,17 @@ def glance_factory(stack_info):
 def swift_factory(stack_info):
     """swift_factory(project) -> swiftclient Connection on that project's account."""
     return lambda project: clients.project_swift(stack_info, project)
+
+
+@pytest.fixture(scope='session')
+def keystone_devstack(tmp_path_factory):
+    """A stack with a real Keystone 30 (`--auth keystone`), started once per session:
+    (DevStack, description); `description['keystone']` has every persona's credentials."""
+    dev = DevStack(tmp_path_factory.mktemp('keystone-devstack'))
+    try:
+        info = dev.up(auth='keystone', glance_config=TEST_GLANCE_CONFIG, glance_workers=1)
+    except Exception:
+        dev.down()
+        raise
+    yield dev, info
+    dev.down()

@@ -1,0 +1,284 @@
+"""The production identity path on a real Keystone 30 (`rax-glance-devstack up --auth keystone`).
+
+Every request here carries a token that Keystone issued to a persona of the stack (no trusted
+headers): glance-api runs the `keystone` paste flavor (keystonemiddleware's authtoken) and
+Swift runs authtoken + keystoneauth, so the bundle's default Swift mode `keystone` (the
+customer's own token and catalog) does the imports and exports. Keystone's policy is its
+defaults plus etc/keystone-policy.yaml.
+"""
+
+import uuid
+
+import pytest
+import requests
+import swiftclient
+
+from rax_glance.devstack import keystone as ks
+from rax_glance.swift import dlo
+from tests.functional import tasks_helpers as th
+from tests.functional import vhd_images
+
+CUSTOMER_CLASSES = {
+    # persona suffix -> Cloud Images class (CLOUD_IMAGES.md section 1)
+    'user-admin': 'admin', 'admin': 'admin', 'cloudimages-admin': 'admin',
+    'creator': 'creator', 'observer': 'observer', 'multi-observer': 'observer',
+}
+
+
+class Persona:
+    """A Keystone user of the stack with its project-scoped token."""
+
+    def __init__(self, info, name):
+        self.info = info
+        self.creds = info['keystone']['personas'].get(name) or \
+            info['keystone']['services'][name]
+        self.token, self.body = ks.get_token(info['keystone']['auth_url'], self.creds['name'],
+                                             self.creds['password'], self.creds['project'])
+        self.project_id = self.creds['project_id']
+        self.glance = info['glance']['endpoint']
+        self.session = requests.Session()
+        self.session.headers['X-Auth-Token'] = self.token
+
+    def request(self, method, path, **kwargs):
+        kwargs.setdefault('timeout', 120)
+        return self.session.request(method, self.glance + path, **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.request('GET', path, **kwargs)
+
+    def post(self, path, **kwargs):
+        return self.request('POST', path, **kwargs)
+
+    def put(self, path, **kwargs):
+        return self.request('PUT', path, **kwargs)
+
+    def patch(self, path, ops, **kwargs):
+        return self.request('PATCH', path, json=ops, headers={
+            'Content-Type': 'application/openstack-images-v2.1-json-patch'}, **kwargs)
+
+    def keystone(self, method, path, **kwargs):
+        return requests.request(method, self.info['keystone']['auth_url'] + path,
+                                headers={'X-Auth-Token': self.token}, timeout=60, **kwargs)
+
+    def swift(self):
+        """swiftclient on the object-store endpoint of this persona's own catalog."""
+        url = next(ep['url'] for svc in self.body['catalog'] if svc['type'] == 'object-store'
+                   for ep in svc['endpoints'] if ep['interface'] == 'public')
+        return swiftclient.Connection(preauthurl=url, preauthtoken=self.token, retries=2)
+
+    @property
+    def project(self):  # what tasks_helpers.image_ids expects of a client
+        return self.project_id
+
+
+@pytest.fixture(scope='module')
+def stack(keystone_devstack):
+    return keystone_devstack[1]
+
+
+@pytest.fixture(scope='module')
+def personas(stack):
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = Persona(stack, name)
+        return cache[name]
+    return get
+
+
+def _new_image(persona, **fields):
+    body = {'name': 'ks-%s' % uuid.uuid4().hex[:8], 'disk_format': 'raw',
+            'container_format': 'bare'}
+    body.update(fields)
+    resp = persona.post('/v2/images', json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def test_status_json_lists_keystone_and_every_persona(stack):
+    keystone = stack['keystone']
+    assert keystone['auth_url'].endswith('/v3')
+    names = set(keystone['personas'])
+    for project in ks.CUSTOMER_PROJECTS:
+        assert {'%s-%s' % (project, p) for p in ks.PERSONAS} <= names
+    assert 'operator' in names and {'glance', 'swift', 'nova'} <= set(keystone['services'])
+    assert stack['glance']['identity'].startswith('keystone')
+    assert stack['swift']['auth'] == 'keystone'
+
+
+def test_every_persona_gets_a_token_with_its_role_and_catalog(stack, personas):
+    for name, creds in stack['keystone']['personas'].items():
+        persona = personas(name)
+        roles = {r['name'] for r in persona.body['roles']}
+        assert set(creds['roles']) <= roles, name
+        types = {svc['type'] for svc in persona.body['catalog']}
+        assert {'image', 'object-store', 'identity'} <= types, name
+
+
+def test_trusted_headers_mean_nothing_in_the_keystone_flavor(stack):
+    resp = requests.get(stack['glance']['endpoint'] + '/v2/images', timeout=60, headers={
+        'X-Identity-Status': 'Confirmed', 'X-Project-Id': 'p', 'X-User-Id': 'u',
+        'X-Roles': 'rax-glance-operator'})
+    assert resp.status_code == 401
+
+
+@pytest.mark.parametrize('suffix', sorted(CUSTOMER_CLASSES))
+def test_role_matrix_subset(personas, suffix):
+    """list / create / PATCH / upload / create task, per Cloud Images class, with real tokens."""
+    cls = CUSTOMER_CLASSES[suffix]
+    persona = personas('demo-' + suffix)
+    owner = personas('demo-cloudimages-admin')
+    image = _new_image(owner)
+    path = '/v2/images/%s' % image['id']
+
+    assert persona.get('/v2/images').status_code == 200
+    assert persona.get(path).status_code == 200
+    created = persona.post('/v2/images', json={'name': 'm', 'disk_format': 'raw',
+                                                'container_format': 'bare'})
+    assert created.status_code == (403 if cls == 'observer' else 201), created.text
+    patched = persona.patch(path, [{'op': 'replace', 'path': '/name', 'value': 'renamed'}])
+    assert patched.status_code == (200 if cls == 'admin' else 403), patched.text
+    # Customer data never enters by upload, whatever the role.
+    upload = persona.put(path + '/file', data=b'x',
+                         headers={'Content-Type': 'application/octet-stream'})
+    assert upload.status_code == 403, upload.text
+    task = persona.post('/v2/tasks', json={'type': 'import', 'input': {
+        'import_from': 'absent/nothing.vhd', 'import_from_format': 'vhd',
+        'image_properties': {'name': 'never'}}})
+    assert task.status_code == (201 if cls == 'admin' else 403), task.text
+
+
+def test_projects_are_isolated_and_the_operator_sees_all(personas):
+    demo = personas('demo-cloudimages-admin')
+    image = _new_image(demo)
+    path = '/v2/images/%s' % image['id']
+    for other in ('alt-cloudimages-admin', 'alt-admin', 'alt-user-admin'):
+        intruder = personas(other)
+        assert intruder.get(path).status_code == 404, other
+        ids = {i['id'] for i in intruder.get('/v2/images?limit=1000').json()['images']}
+        assert image['id'] not in ids, other
+        resp = intruder.patch(path, [{'op': 'replace', 'path': '/name', 'value': 'x'}])
+        assert resp.status_code == 404, other
+        assert intruder.request('DELETE', path).status_code == 404, other
+    operator = personas('operator')
+    assert operator.get(path).status_code == 200
+    resp = operator.put(path + '/file', data=b'operator data',
+                        headers={'Content-Type': 'application/octet-stream'})
+    assert resp.status_code == 204, resp.text
+    assert demo.get(path).json()['status'] == 'active'
+
+
+def test_customer_swift_account_is_its_own(personas):
+    demo, alt = personas('demo-cloudimages-admin'), personas('alt-cloudimages-admin')
+    container = 'iso-%s' % uuid.uuid4().hex[:8]
+    demo.swift().put_container(container)
+    foreign = swiftclient.Connection(
+        preauthurl=demo.swift().url, preauthtoken=alt.token, retries=0)
+    with pytest.raises(swiftclient.ClientException) as exc:
+        foreign.get_container(container)
+    assert exc.value.http_status == 403
+
+
+def test_service_token_upload_as_nova_sends_it(personas):
+    """Nova uploads a snapshot with the user's token plus its own as X-Service-Token."""
+    customer, nova = personas('demo-cloudimages-admin'), personas('nova')
+    octets = {'Content-Type': 'application/octet-stream'}
+    image = _new_image(customer)
+    path = '/v2/images/%s/file' % image['id']
+    assert customer.put(path, data=b'snap', headers=octets).status_code == 403
+    # A "service token" from a customer (no service role) is no service token.
+    fake = personas('demo-admin')
+    resp = customer.put(path, data=b'snap', headers=dict(octets,
+                                                          **{'X-Service-Token': fake.token}))
+    assert resp.status_code in (401, 403), resp.text
+    resp = customer.put(path, data=b'snapshot bytes',
+                        headers=dict(octets, **{'X-Service-Token': nova.token}))
+    assert resp.status_code == 204, resp.text
+    got = customer.get('/v2/images/%s' % image['id']).json()
+    assert got['status'] == 'active' and got['owner'] == customer.project_id
+
+
+def test_import_and_export_with_swift_in_keystone_mode(personas):
+    """The task reaches the customer's account with the customer's own token and catalog."""
+    customer = personas('demo-cloudimages-admin')
+    swift = customer.swift()
+    container = 'ks-%s' % uuid.uuid4().hex[:8]
+    raw, vhd = th.sample_disk(seed=7)
+    th.upload(swift, container, 'disk.vhd', vhd)
+    task = th.run_import(customer, '%s/disk.vhd' % container)
+    assert task['status'] == 'success', task
+    image_id = task['result']['image_id']
+    image = customer.get('/v2/images/%s' % image_id).json()
+    assert image['owner'] == customer.project_id and image['status'] == 'active'
+
+    task = th.run_export(customer, image_id, container)
+    assert task['status'] == 'success', task
+    location = task['result']['export_location']
+    assert location == '%s/%s.vhd' % (container, image_id)
+    report = dlo.verify_dlo(customer.swift, container, '%s.vhd' % image_id)
+    assert report
+    _, exported = swift.get_object(container, '%s.vhd' % image_id)
+    disk = vhd_images.vhd_to_raw(exported)
+    assert disk[:len(raw)] == raw and not disk[len(raw):].strip(b'\0')
+
+    # Another project's import cannot name this project's object: its own account is read.
+    alt = personas('alt-cloudimages-admin')
+    task = th.run_import(alt, '%s/disk.vhd' % container)
+    assert task['status'] == 'failure', task
+
+
+# -- the role called `admin` (etc/keystone-policy.yaml) ----------------------------------------
+
+def _user_body(name, project_id=None):
+    body = {'name': name, 'domain_id': ks.DOMAIN, 'password': uuid.uuid4().hex}
+    if project_id:
+        body['default_project_id'] = project_id
+    return {'user': body}
+
+
+@pytest.mark.parametrize('suffix', ['admin', 'user-admin', 'cloudimages-admin'])
+def test_customer_admin_is_no_identity_administrator(stack, personas, suffix):
+    customer = personas('demo-' + suffix)
+    keystone = stack['keystone']
+    alt_project = keystone['projects']['alt']
+    demo_project = keystone['projects']['demo']
+    operator_role = keystone['roles'][ks.OPERATOR_ROLE]
+    admin_role = keystone['roles']['admin']
+    # No users anywhere (not in its own project either: Keystone has no per-project users).
+    assert customer.keystone('POST', '/users', json=_user_body(
+        'evil-%s' % uuid.uuid4().hex[:6], alt_project)).status_code == 403
+    assert customer.keystone('POST', '/users', json=_user_body(
+        'evil-%s' % uuid.uuid4().hex[:6], demo_project)).status_code == 403
+    assert customer.keystone('POST', '/projects', json={'project': {
+        'name': 'evil-%s' % uuid.uuid4().hex[:6], 'domain_id': ks.DOMAIN}}).status_code == 403
+    me = customer.creds['id']
+    victim = keystone['personas']['alt-observer']['id']
+    # No grants outside its project, and not the operator role anywhere (its own project too).
+    for project_id, user_id, role_id in (
+            (alt_project, me, admin_role), (alt_project, victim, operator_role),
+            (demo_project, me, operator_role), (keystone['projects']['operators'], me,
+                                                operator_role)):
+        resp = customer.keystone('PUT', '/projects/%s/users/%s/roles/%s'
+                                 % (project_id, user_id, role_id))
+        assert resp.status_code == 403, (project_id, user_id, role_id, resp.text)
+    assert customer.keystone('PUT', '/system/users/%s/roles/%s'
+                             % (me, admin_role)).status_code == 403
+    assert customer.keystone('GET', '/users').status_code == 403
+    assert customer.keystone('GET', '/role_assignments').status_code == 403
+    assert customer.keystone('PATCH', '/users/%s' % victim, json={'user': {
+        'password': 'taken-over'}}).status_code == 403
+    # What any user keeps: itself and its own projects.
+    assert customer.keystone('GET', '/users/%s' % me).status_code == 200
+    assert customer.keystone('GET', '/users/%s/projects' % me).status_code == 200
+
+
+def test_system_admin_still_administers_identity(stack):
+    """The control: the cloud admin (system scope) can do what the customers above cannot."""
+    keystone = stack['keystone']
+    token, _ = ks.get_token(keystone['auth_url'], 'admin', keystone['admin']['password'],
+                            system=True)
+    resp = requests.post(keystone['auth_url'] + '/users', timeout=60,
+                         headers={'X-Auth-Token': token},
+                         json=_user_body('ok-%s' % uuid.uuid4().hex[:6]))
+    assert resp.status_code == 201, resp.text
