@@ -13,6 +13,7 @@ _MODULES = [
     'rax_glance.store.swiftdlo',
     'rax_glance.tasks.options',
     'rax_glance.tasks.jobboard',
+    'rax_glance.api.options',
 ]
 
 

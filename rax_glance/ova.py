@@ -35,6 +35,7 @@ measurement, see ``doc/benchmarks-vhd.md``.
 """
 
 import collections
+import contextlib
 import dataclasses
 import os
 import re
@@ -68,6 +69,11 @@ _NUMBERED = re.compile(r'(0|[1-9][0-9]{0,3})\.vhd\Z')
 _READ_SIZE = 1 << 20
 
 
+# Deflate cannot exceed about 1032:1; a real disk image, even one with many zero-filled
+# blocks, stays far below 500:1 overall.
+DEFAULT_MAX_INFLATE_RATIO = 500
+
+
 @dataclasses.dataclass
 class PackageLimits:
     """Bounds on what unpacking a package may cost."""
@@ -80,6 +86,9 @@ class PackageLimits:
     max_chain_depth: int = coalesce.MAX_CHAIN_DEPTH
     # Bytes of pax extended headers one member may carry.
     max_pax_size: int = 8192
+    # Decompressed bytes per compressed byte read so far (compressed input counted as at
+    # least 1 MiB, so small packages are not judged on their first bytes); 0: no bound.
+    max_inflate_ratio: int = DEFAULT_MAX_INFLATE_RATIO
 
 
 # -- deflate engines -------------------------------------------------------
@@ -442,9 +451,11 @@ class _Inflater:
     highly compressed stream never inflates into memory at once.
     """
 
-    def __init__(self, fileobj, max_total):
+    def __init__(self, fileobj, max_total, max_ratio=0):
         self._file = fileobj
         self._max_total = max_total
+        self._max_ratio = max_ratio
+        self._read_in = 0
         self._decompressor, self._errors = _decompressor()
         self._unconsumed = b''
         self._chunks = collections.deque()
@@ -456,6 +467,7 @@ class _Inflater:
         """Inflate one piece; returns False at the end of the input."""
         if not self._unconsumed:
             self._unconsumed = self._file.read(_READ_SIZE)
+            self._read_in += len(self._unconsumed)
             if not self._unconsumed:
                 if not self._decompressor.eof:
                     raise errors.PackageError(
@@ -475,6 +487,9 @@ class _Inflater:
         if self.total > self._max_total:
             raise errors.PackageError('package inflates to more than %d '
                                       'bytes' % self._max_total, self.total)
+        if self._max_ratio and self.total > self._max_ratio * max(self._read_in, _READ_SIZE):
+            raise errors.PackageError('package inflates to more than %d times its size'
+                                      % self._max_ratio, self.total)
         if out:
             self._chunks.append(out)
         if self._decompressor.eof:
@@ -619,7 +634,7 @@ def iter_members(fileobj, limits=None):
     end.
     """
     limits = limits or PackageLimits()
-    tar = _Inflater(fileobj, limits.max_total_size)
+    tar = _Inflater(fileobj, limits.max_total_size, limits.max_inflate_ratio)
     seen = set()
     count = 0
     pax = {}
@@ -732,23 +747,54 @@ def chain_names(names, limits=None):
 def unpack(fileobj, directory, limits=None, progress=None):
     """Extract a package into ``directory``; returns chain paths, leaf first.
 
-    Only checked member names are ever written, with ``O_EXCL``.
+    Only checked member names are ever written. Members go to a private
+    temporary directory inside ``directory`` first and are moved in (never
+    over an existing file) only once the whole package has been checked: a
+    refused package leaves nothing behind.
     """
-    written = []
-    for member in iter_members(fileobj, limits):
-        path = os.path.join(directory, member.name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        written.append(path)
-        with os.fdopen(fd, 'wb') as out:
-            while True:
-                data = member.stream.read(_READ_SIZE)
-                if not data:
-                    break
-                out.write(data)
-                if progress is not None:
-                    progress(len(data))
-    names = chain_names(os.path.basename(p) for p in written)
+    staging = tempfile.mkdtemp(prefix='.rax-unpack-', dir=directory)
+    moved = []
+    try:
+        written = []
+        for member in iter_members(fileobj, limits):
+            path = os.path.join(staging, member.name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            written.append(member.name)
+            with os.fdopen(fd, 'wb') as out:
+                while True:
+                    data = member.stream.read(_READ_SIZE)
+                    if not data:
+                        break
+                    out.write(data)
+                    if progress is not None:
+                        progress(len(data))
+        names = chain_names(written)
+        for name in written:
+            target = os.path.join(directory, name)
+            _move_new(os.path.join(staging, name), target)
+            moved.append(target)
+    except BaseException:
+        for target in moved:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return [os.path.join(directory, name) for name in names]
+
+
+def _move_new(source, target):
+    """Move ``source`` to ``target``, never replacing an existing file."""
+    try:
+        os.link(source, target)   # atomic, and fails when target exists
+    except FileExistsError:
+        raise errors.PackageError('%s already exists'
+                                  % os.path.basename(target)) from None
+    except OSError:               # a file system without hard links
+        if os.path.lexists(target):
+            raise errors.PackageError('%s already exists'
+                                      % os.path.basename(target)) from None
+        os.rename(source, target)
 
 
 # -- export ------------------------------------------------------------------

@@ -264,12 +264,17 @@ class WindowsDetector:
     def _read_mbr(self):
         self._mbr_done = True
         mbr = self._head[0]
+        # Every entry's start is checked for NTFS, signature or not (that only adds checks),
+        # but what a type means (Minix, LDM) counts only in a signed MBR: Linux and libblkid
+        # parse no DOS table without 0x55AA, and sector 0 of a disk without a table may hold
+        # anything (random data would otherwise be refused now and then).
+        signed = bytes(mbr[510:512]) == b'\x55\xaa'
         for number, (kind, start, size) in enumerate(_entries(mbr), 1):
             if not size:
                 continue
             what = 'MBR partition %d (type 0x%02x)' % (number, kind)
-            self._add_start(start, what, kind)
-            if kind == _LDM_MBR_TYPE:
+            self._add_start(start, what, kind if signed else None)
+            if signed and kind == _LDM_MBR_TYPE:
                 self._refuse('%s is a Windows dynamic disk' % what)
             if kind in _EXTENDED_TYPES:
                 self._queue_ebr(start, start, 'MBR partition %d' % number)

@@ -375,13 +375,30 @@ def cmd_pack(args):
     return 0
 
 
+def _ratio(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError('must be 0 (no bound) or more')
+    return value
+
+
 def cmd_unpack(args):
+    created = not os.path.isdir(args.directory)
     os.makedirs(args.directory, exist_ok=True)
-    with _input(args.package, args.tmpdir) as (fileobj, size, _):
-        progress = Progress(size, 'unpack')
-        paths = ova.unpack(_CountingReader(fileobj, progress),
-                           args.directory)
-        progress.close()
+    limits = ova.PackageLimits(max_inflate_ratio=args.max_inflate_ratio)
+    try:
+        with _input(args.package, args.tmpdir) as (fileobj, size, _):
+            progress = Progress(size, 'unpack')
+            try:
+                paths = ova.unpack(_CountingReader(fileobj, progress),
+                                   args.directory, limits)
+            finally:
+                progress.close()
+    except BaseException:
+        if created:  # a refused package leaves nothing behind
+            with contextlib.suppress(OSError):
+                os.rmdir(args.directory)
+        raise
     for path in paths:
         print(path)
     return 0
@@ -439,6 +456,12 @@ def _parser():
     pack.set_defaults(func=cmd_pack)
 
     unpack = sub.add_parser('unpack', help='extract a package (bounded)')
+    unpack.add_argument('--max-inflate-ratio', type=_ratio,
+                        default=ova.DEFAULT_MAX_INFLATE_RATIO, metavar='N',
+                        help='refuse a package that inflates to more than N '
+                             'times the compressed bytes read so far '
+                             '(counted as at least 1 MiB); 0: no bound '
+                             '(default: %(default)s)')
     unpack.add_argument('package')
     unpack.add_argument('directory')
     unpack.set_defaults(func=cmd_unpack)

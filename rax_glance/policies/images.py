@@ -41,6 +41,18 @@ rules = [
           ('POST', _IMAGE + '/import')),
     _rule('delete_image', base.operator_or(_OWN_ADMIN), 'Delete an image.',
           ('DELETE', _IMAGE)),
+    _rule('rax_glance:modify_core_attributes', base.OPERATOR,
+          'Send an image PATCH (JSON patch) that touches, or an image create that sets, a '
+          'core attribute Glance manages and customers may not change (at creation `id` and '
+          '`owner` are left to Glance and `add_image`): `owner`, `id`, `status`, '
+          '`locations`, checksums, sizes, '
+          'timestamps and every other attribute of Glance\'s image schema except `name`, '
+          '`visibility`, `protected`, `os_hidden`, `container_format`, `disk_format`, '
+          '`min_ram`, `min_disk` and `tags`. Checked by the bundle\'s '
+          '`cloudimages-image-patch-guard` paste filter before Glance applies anything (Glance '
+          '33 saves an `add` on `/owner` before refusing it); Glance\'s own rules still apply '
+          'to callers it lets through.',
+          ('PATCH', _IMAGE), ('POST', '/v2/images')),
     _rule('publicize_image', base.OPERATOR, 'Make an image public (operator only).',
           ('PATCH', _IMAGE), ('POST', '/v2/images')),
     _rule('communitize_image', base.OPERATOR,

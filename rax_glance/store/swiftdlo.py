@@ -274,8 +274,10 @@ class Store(driver.Store):
         LOG.info('Deleted %s (%d objects)', loc.get_uri(), count)
 
     # -- for the export flow ------------------------------------------------------------
-    def write_project_object(self, context, container, obj, data, cancel_event=None):
-        return write_project_object(context, container, obj, data, self.conf, cancel_event)
+    def write_project_object(self, context, container, obj, data, cancel_event=None,
+                             writer_id=None):
+        return write_project_object(context, container, obj, data, self.conf, cancel_event,
+                                    writer_id)
 
 
 def _translating_iter(reader, what):
@@ -287,7 +289,8 @@ def _translating_iter(reader, what):
         raise mapped from exc
 
 
-def write_project_object(context, container, obj, data, conf=None, cancel_event=None):
+def write_project_object(context, container, obj, data, conf=None, cancel_event=None,
+                         writer_id=None):
     """Write `data` (file-like or iterable of bytes) as a verifiable DLO `container/obj` in
     the account of `context`'s project, as ``[rax_swift]`` configures.
 
@@ -296,6 +299,10 @@ def write_project_object(context, container, obj, data, conf=None, cancel_event=
     UploadFailed, UploadCancelled, AccessError) with user-facing messages, or whatever `data`
     raised. Nothing is left behind on failure. Returns the dict of
     :func:`rax_glance.swift.dlo.write_dlo` (location, size, md5, sha256, ...).
+
+    Writers racing for one name claim it first (``claim`` in :mod:`rax_glance.swift.dlo`,
+    `writer_id` is put on the object): exactly one writes, the others raise ObjectExists
+    having written and deleted nothing.
     """
     conf = conf or cfg.CONF
     access.register_opts(conf)
@@ -307,11 +314,14 @@ def write_project_object(context, container, obj, data, conf=None, cancel_event=
                          segment_size=rax.segment_size, concurrency=rax.segment_concurrency,
                          spool_memory=rax.spool_memory, spool_dir=rax.spool_dir,
                          cleanup_timeout=rax.cleanup_timeout,
-                         content_type='application/octet-stream')
+                         content_type='application/octet-stream', claim=True,
+                         writer_id=writer_id)
 
 
-def delete_project_object(context, container, obj, conf=None):
-    """Remove an exported DLO (manifest and segments) from `context`'s project account."""
+def delete_project_object(context, container, obj, conf=None, writer_id=None):
+    """Remove an exported DLO (manifest and segments) from `context`'s project account;
+    with `writer_id`, only while the object still carries that writer's id."""
     conf = conf or cfg.CONF
     access.register_opts(conf)
-    return dlo.delete_dlo(access.ProjectSwift.from_context(context, conf), container, obj)
+    return dlo.delete_dlo(access.ProjectSwift.from_context(context, conf), container, obj,
+                          writer_id=writer_id)

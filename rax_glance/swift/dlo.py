@@ -20,6 +20,16 @@ Writing reads the source once. Each segment is spooled (memory, then disk past
 The manifest is written last; on any failure or cancellation every segment written is
 deleted and no manifest is left.
 
+With ``claim`` (what exports use: several writers may race for one name), the writer first
+claims the name: it PUTs a zero-byte placeholder ``<object>`` with ``If-None-Match: *`` and
+``X-Object-Meta-Rax-Dlo-Writer: <its id>`` (``...-Rax-Dlo-State: writing``), waits a moment
+and reads it back. Only the writer whose id is on the object goes on; every other one fails
+with ObjectExists having written nothing. The claimant checks that the segment prefix is
+empty, writes the segments (checking before each one that the placeholder is still its
+own), re-checks it once more and replaces it with the manifest (which keeps the writer id).
+Its cleanup deletes the segments it wrote and the placeholder or manifest only while it
+still carries its id, so a losing writer can never delete the winner's object.
+
 Reading checks the listing against the record first (missing, stray, resized or replaced
 segments), then streams the segments (each must match its listed length and ETag) while
 hashing them, and holds the last chunk back until length and sha256 match: a damaged object
@@ -33,6 +43,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import uuid
 
 import swiftclient
 from oslo_log import log as logging
@@ -47,6 +58,8 @@ META = 'x-object-meta-rax-dlo-'
 MAX_SEGMENTS = 99999
 READ_SIZE = MiB
 RECORD_KEYS = ('size', 'segment-size', 'segment-count', 'md5', 'sha256', 'segments-etag')
+WRITER_HEADER = 'X-Object-Meta-Rax-Dlo-Writer'
+STATE_HEADER = 'X-Object-Meta-Rax-Dlo-State'
 
 
 def segment_name(obj, index):
@@ -115,7 +128,8 @@ class DLOWriter:
     def __init__(self, swift, container, obj, segment_size=256 * MiB, concurrency=4,
                  spool_memory=4 * MiB, spool_dir=None, cleanup_timeout=60.0,
                  extra_hashes=(), on_chunk=None, headers=None, content_type=None,
-                 create_container=False, cancel_event=None):
+                 create_container=False, cancel_event=None, claim=False, writer_id=None,
+                 claim_settle=1.0):
         if segment_size < 1:
             raise ValueError('segment_size must be positive')
         if concurrency < 1:
@@ -140,6 +154,10 @@ class DLOWriter:
         self._attempted_lock = threading.Lock()
         self._manifest_written = False
         self._conns = []
+        self.claim = claim
+        self.writer_id = writer_id or uuid.uuid4().hex
+        self.claim_settle = claim_settle
+        self._claimed = False
 
     # -- control ------------------------------------------------------------------------
     def cancel(self):
@@ -179,16 +197,61 @@ class DLOWriter:
                 raise
         else:
             raise errors.ObjectExists(self.container, self.obj)
+        if self.claim:
+            self._claim(conn)
         _, listing = conn.get_container(self.container, prefix=segment_prefix(self.obj),
                                         limit=4)
         if listing:
+            if self._claimed:
+                self._release_claim(conn)
             raise errors.SegmentPrefixInUse(self.container, segment_prefix(self.obj),
                                             [item['name'] for item in listing])
+
+    def _claim(self, conn):
+        """Own the name before writing anything under it, or raise ObjectExists."""
+        try:
+            conn.put_object(self.container, self.obj, b'', content_length=0,
+                            content_type=self.content_type,
+                            headers={'If-None-Match': '*', WRITER_HEADER: self.writer_id,
+                                     STATE_HEADER: 'writing'})
+        except swiftclient.ClientException as exc:
+            # 412: it exists; 409: a concurrent PUT of the same name carried a newer time.
+            if exc.http_status in (409, 412):
+                raise errors.ObjectExists(self.container, self.obj) from None
+            raise
+        # Two PUTs that both passed the If-None-Match check before either landed both
+        # answer 201; the newer one wins. Read back once both have landed.
+        time.sleep(self.claim_settle)
+        if not self._still_ours(conn):
+            raise errors.ObjectExists(self.container, self.obj)
+        self._claimed = True
+
+    def _still_ours(self, conn):
+        try:
+            headers = conn.head_object(self.container, self.obj,
+                                       headers={'X-Newest': 'true'},
+                                       query_string='multipart-manifest=get')
+        except swiftclient.ClientException as exc:
+            if exc.http_status == 404:
+                return False
+            raise
+        return headers.get(WRITER_HEADER.lower()) == self.writer_id
+
+    def _release_claim(self, conn):
+        if self._still_ours(conn):
+            _delete_with_retry(conn, self.container, self.obj,
+                               time.monotonic() + self.cleanup_timeout)
+        self._claimed = False
 
     def _put_segment(self, name, spool, size, md5_hex):
         try:
             if self._stop_requested():
                 return None
+            if self.claim and not self._still_ours(self._thread_conn()):
+                # Another writer owns the name now: write and delete nothing more. (Its
+                # own segment PUTs carry newer timestamps than any of ours in flight.)
+                self._claimed = False
+                raise errors.ObjectExists(self.container, self.obj)
             with self._attempted_lock:
                 self._attempted.append(name)
             spool.seek(0)
@@ -324,6 +387,16 @@ class DLOWriter:
                   'segment-count': len(seg_md5s), 'md5': digests['md5'],
                   'sha256': digests['sha256'], 'segments-etag': segments_etag}
         headers = dict(self.headers)
+        if self.claim:
+            headers[WRITER_HEADER] = self.writer_id
+            headers[STATE_HEADER] = 'complete'
+            try:
+                ours = self._still_ours(conn)
+            except Exception as exc:
+                raise self._swift_failure(exc, 'Checking the claim on') from exc
+            if not ours:
+                self._claimed = False
+                raise errors.ObjectExists(self.container, self.obj)
         headers['X-Object-Manifest'] = urllib.parse.quote(
             '%s/%s' % (self.container, segment_prefix(self.obj)))
         for key, value in record.items():
@@ -372,7 +445,14 @@ class DLOWriter:
 
     def _cleanup(self):
         """Delete the manifest (if written) and every segment attempted; retry for
-        `cleanup_timeout` seconds. Returns the names that could not be deleted."""
+        `cleanup_timeout` seconds. Returns the names that could not be deleted.
+
+        With `claim`, nothing at all is deleted unless the name is still claimed by this
+        writer (a writer that lost it cannot tell its segments from the winner's); the
+        segments go first and the placeholder or manifest last, so the name stays claimed
+        until the prefix is clean."""
+        if self.claim:
+            return self._cleanup_claimed()
         doomed = list(self._attempted)
         if self._manifest_written:
             doomed.insert(0, self.obj)
@@ -395,13 +475,57 @@ class DLOWriter:
             for item in listed:
                 if not _delete_with_retry(conn, self.container, item['name'], deadline):
                     leftovers.append(item['name'])
+        self._log_cleanup(doomed, leftovers)
+        return leftovers
+
+    def _cleanup_claimed(self):
+        if not self._claimed:
+            if self._attempted:
+                LOG.warning('Upload %s/%s lost its claim on the name to another writer; '
+                            'leaving %d segment(s) alone', self.container, self.obj,
+                            len(self._attempted))
+            return []
+        deadline = time.monotonic() + self.cleanup_timeout
+        conn = _connect(self.swift)
+        self._conns.append(conn)
+        leftovers = []
+        try:
+            if not self._still_ours(conn):
+                self._claimed = False
+                return self._cleanup_claimed()
+            doomed = list(self._attempted)
+            for name in doomed:
+                if not _delete_with_retry(conn, self.container, name, deadline):
+                    leftovers.append(name)
+            if not leftovers:
+                # A PUT the client gave up on may still have landed; while the name is
+                # ours (checked above, prefix empty when claimed) the prefix is ours too.
+                try:
+                    listed = list_segments(conn, self.container, self.obj)
+                except Exception:
+                    listed = []
+                for item in listed:
+                    if not _delete_with_retry(conn, self.container, item['name'], deadline):
+                        leftovers.append(item['name'])
+            if self._still_ours(conn):
+                if not _delete_with_retry(conn, self.container, self.obj, deadline):
+                    leftovers.append(self.obj)
+            doomed.append(self.obj)
+        except Exception as exc:
+            LOG.error('Cleaning up the failed upload %s/%s failed: %s', self.container,
+                      self.obj, errors.describe(exc, 'cleanup'))
+            return [self.obj]
+        self._claimed = False
+        self._log_cleanup(doomed, leftovers)
+        return leftovers
+
+    def _log_cleanup(self, doomed, leftovers):
         if leftovers:
             LOG.error('Could not delete %d object(s) of failed upload %s/%s: %s',
                       len(leftovers), self.container, self.obj, ', '.join(leftovers))
         else:
             LOG.info('Removed %d object(s) of failed upload %s/%s', len(doomed),
                      self.container, self.obj)
-        return leftovers
 
 
 def _delete_with_retry(conn, container, name, deadline):
@@ -748,11 +872,16 @@ def verify_dlo(swift, container, obj, read_data=True, chunk_size=MiB):
     return report
 
 
-def delete_dlo(swift, container, obj, deadline_seconds=60.0):
+def delete_dlo(swift, container, obj, deadline_seconds=60.0, writer_id=None):
     """Delete the manifest, then every object under its segment prefix.
 
+    With `writer_id` (the id a claiming writer put on the object), only an object that still
+    carries that id is deleted, its segments first and the manifest last; anything else
+    (someone else's object, or none) raises ObjectNotFound and nothing is deleted.
     Returns the number of objects deleted; raises ObjectNotFound when there was nothing.
     """
+    if writer_id is not None:
+        return _delete_own_dlo(swift, container, obj, deadline_seconds, writer_id)
     conn = _connect(swift)
     deleted = 0
     try:
@@ -769,3 +898,34 @@ def delete_dlo(swift, container, obj, deadline_seconds=60.0):
     if not deleted:
         raise errors.ObjectNotFound(container, obj)
     return deleted
+
+
+def _delete_own_dlo(swift, container, obj, deadline_seconds, writer_id):
+    conn = _connect(swift)
+    deadline = time.monotonic() + deadline_seconds
+
+    def ours():
+        try:
+            headers = conn.head_object(container, obj, headers={'X-Newest': 'true'},
+                                       query_string='multipart-manifest=get')
+        except swiftclient.ClientException as exc:
+            if exc.http_status == 404:
+                return False
+            raise
+        return headers.get(WRITER_HEADER.lower()) == writer_id
+
+    try:
+        if not ours():
+            raise errors.ObjectNotFound(container, obj)
+        deleted = 0
+        for item in list_segments(conn, container, obj):
+            if not _delete_with_retry(conn, container, item['name'], deadline):
+                raise errors.SwiftError('Could not delete %s/%s' % (container, item['name']))
+            deleted += 1
+        if ours():
+            if not _delete_with_retry(conn, container, obj, deadline):
+                raise errors.SwiftError('Could not delete %s/%s' % (container, obj))
+            deleted += 1
+        return deleted
+    finally:
+        conn.close()

@@ -120,6 +120,9 @@ class TasksFilter:
         req = webob.Request(environ)
         try:
             resp = handler(req)
+        except UnicodeDecodeError:
+            # webob decodes the query string and path as UTF-8 on first use.
+            resp = _error(400, 'The request URL is not valid UTF-8.')
         except Exception:
             LOG.exception('Tasks API request %s %s failed', req.method, path)
             resp = _error(500, 'The server could not complete the request; please retry.')
@@ -190,20 +193,37 @@ class TasksFilter:
         ctx = self._context(req)
         if not self._allowed(ctx, 'rax_glance:add_task'):
             return _error(403, 'You are not authorized to create tasks.')
+        limit = self.conf.rax_tasks.max_request_body_bytes
+        raw = _read_body(req, limit)
+        if raw is None:
+            return _error(413, 'The request body is larger than %d bytes.' % limit,
+                          {'Connection': 'close'})
         try:
-            body = json.loads(req.body or b'null')
-        except ValueError:
-            return _error(400, 'The request body is not valid JSON.')
-        try:
+            body = validation.parse_json(raw)
             task_type, task_input = validation.validate_task_request(body)
         except validation.BadRequest as exc:
             return _error(400, str(exc))
         if task_type == 'import' and not self._may_create_image(ctx):
             return _error(403, 'You are not authorized to create images.')
         executor = self.executor
-        task = self.repo.create(str(uuid.uuid4()), task_type, ctx.project_id, ctx.user_id,
-                                ctx.roles, task_input, executor.worker,
-                                self.conf.rax_tasks.lease_seconds)
+        opts = self.conf.rax_tasks
+        try:
+            task = self.repo.create(str(uuid.uuid4()), task_type, ctx.project_id, ctx.user_id,
+                                    ctx.roles, task_input, executor.worker,
+                                    opts.lease_seconds,
+                                    max_unfinished=opts.max_unfinished_tasks_per_project,
+                                    max_visible=opts.max_tasks_per_project)
+        except db_api.TooManyTasks as exc:
+            if exc.which == 'visible':
+                return _error(429, 'Your project already holds %d tasks, the most allowed; '
+                                   'finished tasks count until they expire %d hours after '
+                                   'they finished. Please submit the task later.'
+                              % (opts.max_tasks_per_project, opts.task_time_to_live),
+                              {'Retry-After': '3600'})
+            return _error(429, 'Your project already has %d unfinished (pending or processing) '
+                               'tasks, the most allowed at once. Please wait for one of '
+                               'them to finish, then submit the task again.'
+                          % opts.max_unfinished_tasks_per_project, {'Retry-After': '60'})
         executor_mod.stash_request_auth(task['id'], getattr(ctx, 'auth_token', None),
                                         getattr(ctx, 'service_catalog', None))
         executor.submit(task['id'])
@@ -225,6 +245,36 @@ class TasksFilter:
         except glance_exc.Forbidden:
             return False
         return True
+
+
+def _read_body(req, limit):
+    """The request body, read to at most `limit` + 1 bytes; None when it is larger.
+
+    A declared `Content-Length` above the limit is refused before anything is read; a
+    chunked (or undeclared) body is read in pieces and refused as soon as it passes the
+    limit, so a huge body never sits in memory."""
+    length = req.content_length
+    if length is not None and length > limit:
+        return None
+    if length is not None:
+        stream = req.body_file
+        remaining = length
+    elif 'chunked' in req.environ.get('HTTP_TRANSFER_ENCODING', '').lower():
+        stream = req.environ['wsgi.input']
+        remaining = limit + 1
+    else:
+        return b''
+    parts, total = [], 0
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 64 * 1024))
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+        remaining -= len(chunk)
+        if total > limit:
+            return None
+    return b''.join(parts)
 
 
 def filter_factory(global_conf, **local_conf):

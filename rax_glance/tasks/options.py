@@ -35,6 +35,30 @@ OPTS = [
                help='Directory for the spool files of exports that must coalesce a chain '
                     'of VHDs or convert a fixed or raw disk (up to the virtual disk size '
                     'per running export). The system temp dir when unset.'),
+    cfg.IntOpt('max_request_body_bytes', default=256 * 1024, min=1024,
+               help='Largest body of a `POST /v2/tasks` request (a real one is well under '
+                    '4 KiB). A larger body (by `Content-Length`, or while a chunked body is '
+                    'read) is refused with 413 before more than this many bytes are read; '
+                    'nothing is stored. Within the limit, JSON nested deeper than 32 levels '
+                    'is a 400.'),
+    cfg.IntOpt('max_unfinished_tasks_per_project', default=20, min=0,
+               help='Most tasks (`pending` plus `processing`) one project may have at once; '
+                    'a further `POST /v2/tasks` answers 429 with a JSON message until one '
+                    'of them finishes. 0 means no limit.'),
+    cfg.IntOpt('max_tasks_per_project', default=1000, min=0,
+               help='Most tasks one project may hold at once, finished ones included until '
+                    'they expire (`task_time_to_live`): bounds what one project can store in '
+                    'task records (each up to `max_request_body_bytes` of input) even when '
+                    'its tasks fail at once. A further `POST /v2/tasks` answers 429 with a '
+                    'JSON message. 0 means no limit.'),
+    cfg.IntOpt('max_package_inflate_ratio', default=1000, min=0,
+               help='An export refuses a stored XenServer package (gzipped tar) that '
+                    'inflates to more than this many times the compressed bytes read so far '
+                    '(counted as at least 1 MiB). The bundle\'s own packages stay under '
+                    'about 300:1 even for all-zero disks; gzip -6/-9 (e.g. hypervisor '
+                    'snapshots) reaches about 1030:1 on long runs of zeros at the start of a '
+                    'disk. 0 means no bound (the package\'s total size is bounded in any '
+                    'case).'),
     cfg.FloatOpt('max_virtual_size_gb', default=40, min=0.001,
                  help='Largest virtual disk size (GiB) an import accepts (code 413; the '
                       'message names this limit).'),

@@ -5,11 +5,74 @@ data (missing object, extra image properties, bad VHD, image not exportable) bec
 that ends in `failure` with the documented message: the flows check those.
 """
 
+import json
+
 from rax_glance.tasks.db import api as db_api
+
+MAX_DEPTH = 32
 
 
 class BadRequest(ValueError):
     """The request is malformed; the message is shown to the caller with a 400."""
+
+
+def parse_json(raw):
+    """The JSON document in `raw` (bytes): strict UTF-8, nested at most MAX_DEPTH deep, and
+    no string (key or value) holding a lone surrogate such as "\\ud800", which no UTF-8
+    consumer (Swift, Glance, the database) could take later."""
+    if not raw:
+        return None
+    try:
+        text = raw.decode('utf-8')
+    except UnicodeDecodeError:
+        raise BadRequest('The request body is not valid UTF-8.') from None
+    try:
+        body = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise BadRequest('The request body is nested too deeply (at most %d levels).'
+                         % MAX_DEPTH) from None
+    except ValueError:
+        raise BadRequest('The request body is not valid JSON.') from None
+    _check_value(body, 0)
+    return body
+
+
+def _no_constant(name):
+    # NaN and Infinity are not JSON: stored, they would make the task unreadable by clients.
+    raise BadRequest('The request body is not valid JSON (%s is not a JSON number).' % name)
+
+
+def _finite_float(text):
+    value = float(text)
+    if value in (float('inf'), float('-inf')):
+        raise BadRequest('The request body holds a number out of range.')
+    return value
+
+
+def _check_string(value):
+    try:
+        value.encode('utf-8')
+    except UnicodeEncodeError:
+        raise BadRequest('The request body holds a string that is not valid Unicode (a lone '
+                         'surrogate such as \\ud800).') from None
+
+
+def _check_value(value, depth):
+    if isinstance(value, str):
+        _check_string(value)
+        return
+    if not isinstance(value, (dict, list)):
+        return
+    if depth >= MAX_DEPTH:
+        raise BadRequest('The request body is nested too deeply (at most %d levels).'
+                         % MAX_DEPTH)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_string(key)
+            _check_value(item, depth + 1)
+    else:
+        for item in value:
+            _check_value(item, depth + 1)
 
 
 _IMPORT_KEYS = {'import_from', 'import_from_format', 'image_properties'}

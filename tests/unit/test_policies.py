@@ -150,6 +150,8 @@ CASES = [
     ('rax_glance:get_task', OWN_LIST, READERS),
     ('rax_glance:get_task', {'project_id': OTHER}, OPERATOR_ONLY),
     ('rax_glance:get_tasks', OWN_LIST, READERS),
+    ('rax_glance:modify_core_attributes', OWN_LIST, OPERATOR_ONLY),
+    ('rax_glance:modify_core_attributes', {'project_id': OTHER}, OPERATOR_ONLY),
     ('rax_glance:property:operator', {}, OPERATOR_ONLY),
     ('rax_glance:property:customer_admin', {}, EVERY_ADMIN),
 ]
@@ -333,7 +335,12 @@ def _protection_for(prop):
     'com.rackspace__1__options', 'COM.RACKSPACE__1__options', 'com.rackspace_x',
     'org.openstack__1__os_distro', 'image_type', 'os_type', 'user_id', 'instance_uuid',
     'base_image_ref', 'image_location', 'image_state', 'owner_id', 'vm_mode',
-    'xenapi_use_agent', 'instance_type_memory_mb'])
+    'xenapi_use_agent', 'instance_type_memory_mb',
+    # Nova 34's snapshot and boot properties (issue 10 class 7).
+    'block_device_mapping', 'bdm_v2', 'root_device_name', 'mappings', 'cache_in_nova',
+    'bittorrent', 'img_block_device_mapping', 'img_bdm_v2', 'img_root_device_name',
+    'img_mappings', 'img_cache_in_nova', 'img_bittorrent', 'Block_Device_Mapping', 'BDM_V2',
+    'backup_type', 'instance_owner', 'owner_project_name', 'owner_user_name', 'boot_roles'])
 def test_protected_properties_are_operator_only_and_readable(prop):
     ops = _protection_for(prop)
     assert ops == {'create': 'rax_glance:property:operator', 'read': '@',
@@ -342,7 +349,8 @@ def test_protected_properties_are_operator_only_and_readable(prop):
 
 
 @pytest.mark.parametrize('prop', ['auto_disk_config', 'my_app', 'image_type_note', 'xos_type',
-                                  'my.com.rackspace', 'user_ids', 'os_distro'])
+                                  'my.com.rackspace', 'user_ids', 'os_distro',
+                                  'my_mappings', 'bdm_v2_note', 'img_note', 'root_device'])
 def test_other_properties_belong_to_customer_admins(prop):
     ops = _protection_for(prop)
     assert ops == {'create': 'rax_glance:property:customer_admin', 'read': '@',

@@ -426,3 +426,17 @@ def test_gpt_arrays_over_the_caps_cannot_be_judged(count, size):
     with pytest.raises(errors.WindowsImageError) as info:
         detector.feed(0, mbr((0xEE, 1, 100000)) + bytes(header))
     assert 'cannot be judged' in info.value.detail
+
+
+@pytest.mark.parametrize('kind', [0x81, 0x42])
+def test_partition_types_count_only_in_a_signed_mbr(kind):
+    """Sector 0 without 0x55AA is no DOS table for Linux or libblkid: random data there
+    (a disk with no table) must not be refused for the types it seems to name, while the
+    same entry in a signed MBR is (Minix subpartitions: undecidable; 0x42: dynamic disk)."""
+    unsigned = bytearray(mbr((kind, 2048, 4000)))
+    unsigned[510:512] = b'\0\0'
+    assert detect(disk((0, bytes(unsigned)))) is False
+    assert detect(disk((0, mbr((kind, 2048, 4000))))) is True
+    # An unsigned entry's start is still checked for NTFS.
+    unsigned[446 + 4] = 0x83
+    assert detect(disk((0, bytes(unsigned)), (MIB, NTFS))) is True

@@ -1,6 +1,7 @@
 """Queries on task records. Every read a user can cause is scoped to the owner."""
 
 import datetime
+import hashlib
 import json
 import threading
 
@@ -23,6 +24,37 @@ _ENGINES_LOCK = threading.Lock()
 
 class InvalidMarker(ValueError):
     """The paging marker names no task visible to the caller."""
+
+
+class TooManyTasks(Exception):
+    """The project already has its limit of unfinished (pending + processing) tasks, or of
+    tasks not yet expired (`which` says which)."""
+
+    def __init__(self, max_unfinished, max_visible=0, which='unfinished'):
+        super().__init__(max_unfinished, max_visible, which)
+        self.max_unfinished = max_unfinished
+        self.max_visible = max_visible
+        self.which = which
+
+
+def _owner_lock_key(owner):
+    """A signed 64-bit key per project for PostgreSQL's advisory locks."""
+    return int.from_bytes(hashlib.sha256(b'rax_tasks:' + owner.encode('utf-8')).digest()[:8],
+                          'big', signed=True)
+
+
+def _lock_name(owner):
+    return 'rax_tasks:%x' % (_owner_lock_key(owner) & 0xFFFFFFFFFFFFFFFF)
+
+
+def _lock_owner(conn, owner):
+    """Serialize task creation of one project inside the current transaction.
+
+    sqlite needs nothing: the single INSERT ... SELECT takes the database's write lock
+    before it counts. PostgreSQL takes a transaction-scoped advisory lock per project."""
+    if conn.dialect.name == 'postgresql':
+        conn.execute(sa.text('SELECT pg_advisory_xact_lock(:key)'),
+                     {'key': _owner_lock_key(owner)})
 
 
 def utcnow():
@@ -67,7 +99,11 @@ class TaskRepo:
 
     # -- writes -------------------------------------------------------------------------
     def create(self, task_id, task_type, owner, user_id, roles, task_input, worker,
-               lease_seconds, status='pending', message=''):
+               lease_seconds, status='pending', message='', max_unfinished=0, max_visible=0):
+        """Insert a task. With `max_unfinished` (pending + processing) or `max_visible`
+        (every task not yet expired) > 0, the project's tasks are counted in the same
+        statement as the insert, under a per-project lock where the database needs one,
+        and TooManyTasks is raised when a limit is reached."""
         now = utcnow()
         values = {'id': task_id, 'type': task_type, 'status': status, 'owner': owner,
                   'user_id': user_id, 'roles': json.dumps(list(roles)),
@@ -76,9 +112,55 @@ class TaskRepo:
                   'worker': worker,
                   'lease_until': now + datetime.timedelta(seconds=lease_seconds),
                   'work': '{}'}
-        with self.engine.begin() as conn:
-            conn.execute(T.insert().values(**values))
+        if not max_unfinished and not max_visible:
+            with self.engine.begin() as conn:
+                conn.execute(T.insert().values(**values))
+            return self.get_any(task_id)
+        room = []
+        if max_unfinished:
+            room.append(self._count(owner, T.c.status.in_(ACTIVE_STATUSES)) < max_unfinished)
+        if max_visible:
+            room.append(self._count(owner, self._visible(now)) < max_visible)
+        cols = list(values)
+        insert = T.insert().from_select(
+            cols, sa.select(*[sa.literal(values[c], T.c[c].type) for c in cols]).where(*room))
+        with self.engine.connect() as conn:
+            mysql = conn.dialect.name == 'mysql'
+            if mysql:  # a session-scoped named lock, held until after the commit
+                got = conn.execute(sa.text('SELECT GET_LOCK(:name, 30)'),
+                                   {'name': _lock_name(owner)}).scalar()
+                conn.commit()
+                if got != 1:
+                    raise TooManyTasks(max_unfinished)
+            try:
+                with conn.begin():
+                    _lock_owner(conn, owner)
+                    inserted = conn.execute(insert).rowcount
+            finally:
+                if mysql:
+                    conn.execute(sa.text('SELECT RELEASE_LOCK(:name)'),
+                                 {'name': _lock_name(owner)})
+                    conn.commit()
+        if inserted != 1:
+            raise TooManyTasks(max_unfinished, max_visible, self._which_limit(
+                owner, now, max_unfinished, max_visible))
         return self.get_any(task_id)
+
+    @staticmethod
+    def _count(owner, condition):
+        return sa.select(sa.func.count()).select_from(T).where(
+            T.c.owner == owner, condition).scalar_subquery()
+
+    def _which_limit(self, owner, now, max_unfinished, max_visible):
+        """'unfinished' or 'visible': which limit refused (for the message only)."""
+        if not max_visible:
+            return 'unfinished'
+        if not max_unfinished:
+            return 'visible'
+        with self.engine.connect() as conn:
+            unfinished = conn.execute(sa.select(self._count(
+                owner, T.c.status.in_(ACTIVE_STATUSES)))).scalar()
+        return 'unfinished' if unfinished >= max_unfinished else 'visible'
 
     def claim(self, task_id, worker, lease_seconds):
         """pending -> processing, only for the worker that holds the task."""

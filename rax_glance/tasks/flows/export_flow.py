@@ -158,21 +158,26 @@ class UploadVHD(tf_task.Task):
 
     def _vhd_stream(self, image, spool_dir):
         data = vhd_content.IterStream(image.get_data(), image.size)
+        limits = ova.PackageLimits(
+            max_inflate_ratio=self.job.conf.rax_tasks.max_package_inflate_ratio)
         return ova.export_image(data, image.size, image.container_format, image.disk_format,
-                                tmpdir=spool_dir, vhd_limits=vhd_validate.UNLIMITED)
+                                tmpdir=spool_dir, limits=limits,
+                                vhd_limits=vhd_validate.UNLIMITED)
 
     def execute(self, target, image_kind):
         ctx = self.job.context
         image = base.retry_db(lambda: base.gateway().get_repo(ctx).get(target['image_id']))
-        # Recorded before the first segment exists, so a dead process's export is removed.
+        # Recorded before the name is claimed, so a dead process's export is removed. The
+        # task id is the writer id on the object: cleanup deletes only what carries it.
         self.job.remember('export', {'container': target['container'],
-                                     'object': target['object']})
+                                     'object': target['object'], 'writer': self.job.id})
         fields = dict(target, image=target['image_id'])
         spool_dir = self._spool_dir()
         try:
             stream = self._vhd_stream(image, spool_dir)
             record = swiftdlo.write_project_object(ctx, target['container'], target['object'],
-                                                   stream, conf=self.job.conf)
+                                                   stream, conf=self.job.conf,
+                                                   writer_id=self.job.id)
         except swift_errors.ContainerNotFound:
             raise messages.TaskFailed(messages.CONTAINER_NOT_FOUND % fields) from None
         except swift_errors.ObjectExists:
@@ -213,12 +218,14 @@ def _remove_spool(job, path):
 
 def _delete_export(job, export):
     try:
+        # Only while the object still carries this task's writer id (an export recorded
+        # before writer ids existed has none: fall back to the task id, never to "any").
         swiftdlo.delete_project_object(job.context, export['container'], export['object'],
-                                       conf=job.conf)
+                                       conf=job.conf, writer_id=export.get('writer', job.id))
         LOG.info('Task %s: removed %s/%s and its segments', job.id, export['container'],
                  export['object'])
     except swift_errors.ObjectNotFound:
-        pass  # the writer already removed what it wrote
+        pass  # the writer already removed what it wrote, or the name is someone else's
 
 
 class ExportFlow(base.FlowPlugin):
