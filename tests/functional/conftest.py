@@ -14,6 +14,8 @@ from tests.functional import clients
 # 64 MiB instead of 40 GiB, so tests reach the physical size limit (609) with a small file;
 # the virtual size limit (413) keeps the documented 40 GB.
 TEST_GLANCE_CONFIG = {'rax_tasks': {'max_physical_size_gb': '0.0625'}}
+# Token lifetime of the Keystone stack: short, so a task can outlive the token it was made with.
+KEYSTONE_TOKEN_SECONDS = 45
 
 
 def _start(tmp_path_factory, name, db):
@@ -77,7 +79,10 @@ def keystone_devstack(tmp_path_factory):
     (DevStack, description); `description['keystone']` has every persona's credentials."""
     dev = DevStack(tmp_path_factory.mktemp('keystone-devstack'))
     try:
-        info = dev.up(auth='keystone', glance_config=TEST_GLANCE_CONFIG, glance_workers=1)
+        # Tasks run on the jobboard (one conductor) and tokens live KEYSTONE_TOKEN_SECONDS:
+        # a test shows a task outliving its creator's token.
+        info = dev.up(auth='keystone', glance_config=TEST_GLANCE_CONFIG, glance_workers=1,
+                      conductors=1, token_expiration=KEYSTONE_TOKEN_SECONDS)
     except Exception:
         dev.down()
         raise

@@ -7,6 +7,8 @@ customer's own token and catalog) does the imports and exports. Keystone's polic
 defaults plus etc/keystone-policy.yaml.
 """
 
+import datetime
+import time
 import uuid
 
 import pytest
@@ -17,6 +19,7 @@ from rax_glance.devstack import keystone as ks
 from rax_glance.swift import dlo
 from tests.functional import tasks_helpers as th
 from tests.functional import vhd_images
+from tests.functional.conftest import KEYSTONE_TOKEN_SECONDS
 
 CUSTOMER_CLASSES = {
     # persona suffix -> Cloud Images class (CLOUD_IMAGES.md section 1)
@@ -26,22 +29,31 @@ CUSTOMER_CLASSES = {
 
 
 class Persona:
-    """A Keystone user of the stack with its project-scoped token."""
+    """A Keystone user of the stack with a project-scoped token, renewed when it expires (the
+    stack's tokens live KEYSTONE_TOKEN_SECONDS only, so that tasks can outlive them)."""
 
     def __init__(self, info, name):
         self.info = info
         self.creds = info['keystone']['personas'].get(name) or \
             info['keystone']['services'][name]
-        self.token, self.body = ks.get_token(info['keystone']['auth_url'], self.creds['name'],
-                                             self.creds['password'], self.creds['project'])
         self.project_id = self.creds['project_id']
         self.glance = info['glance']['endpoint']
         self.session = requests.Session()
+        self.renew()
+
+    def renew(self):
+        self.token, self.body = ks.get_token(self.info['keystone']['auth_url'],
+                                             self.creds['name'], self.creds['password'],
+                                             self.creds['project'])
         self.session.headers['X-Auth-Token'] = self.token
 
     def request(self, method, path, **kwargs):
         kwargs.setdefault('timeout', 120)
-        return self.session.request(method, self.glance + path, **kwargs)
+        resp = self.session.request(method, self.glance + path, **kwargs)
+        if resp.status_code == 401:  # the token expired: a client gets a new one
+            self.renew()
+            resp = self.session.request(method, self.glance + path, **kwargs)
+        return resp
 
     def get(self, path, **kwargs):
         return self.request('GET', path, **kwargs)
@@ -57,14 +69,31 @@ class Persona:
             'Content-Type': 'application/openstack-images-v2.1-json-patch'}, **kwargs)
 
     def keystone(self, method, path, **kwargs):
-        return requests.request(method, self.info['keystone']['auth_url'] + path,
-                                headers={'X-Auth-Token': self.token}, timeout=60, **kwargs)
+        def call():
+            headers = dict(kwargs.pop('headers', {}), **{'X-Auth-Token': self.token})
+            return requests.request(method, self.info['keystone']['auth_url'] + path,
+                                    headers=headers, timeout=60, **kwargs)
+        resp = call()
+        if resp.status_code == 401:
+            self.renew()
+            resp = call()
+        return resp
+
+    @property
+    def storage_url(self):
+        return next(ep['url'] for svc in self.body['catalog']
+                    if svc['type'] == 'object-store'
+                    for ep in svc['endpoints'] if ep['interface'] == 'public')
 
     def swift(self):
-        """swiftclient on the object-store endpoint of this persona's own catalog."""
-        url = next(ep['url'] for svc in self.body['catalog'] if svc['type'] == 'object-store'
-                   for ep in svc['endpoints'] if ep['interface'] == 'public')
-        return swiftclient.Connection(preauthurl=url, preauthtoken=self.token, retries=2)
+        """swiftclient on the object-store endpoint of this persona's own catalog; it
+        authenticates again with the persona's password when the token expires."""
+        return swiftclient.Connection(
+            preauthurl=self.storage_url, preauthtoken=self.token, retries=2,
+            authurl=self.info['keystone']['auth_url'], user=self.creds['name'],
+            key=self.creds['password'], auth_version='3', os_options={
+                'project_name': self.creds['project'], 'user_domain_id': ks.DOMAIN,
+                'project_domain_id': ks.DOMAIN})
 
     @property
     def project(self):  # what tasks_helpers.image_ids expects of a client
@@ -76,8 +105,9 @@ def stack(keystone_devstack):
     return keystone_devstack[1]
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture
 def personas(stack):
+    """personas(name) -> Persona with a fresh token (one per test and name)."""
     cache = {}
 
     def get(name):
@@ -173,8 +203,8 @@ def test_customer_swift_account_is_its_own(personas):
     demo, alt = personas('demo-cloudimages-admin'), personas('alt-cloudimages-admin')
     container = 'iso-%s' % uuid.uuid4().hex[:8]
     demo.swift().put_container(container)
-    foreign = swiftclient.Connection(
-        preauthurl=demo.swift().url, preauthtoken=alt.token, retries=0)
+    foreign = swiftclient.Connection(preauthurl=demo.storage_url, preauthtoken=alt.token,
+                                     retries=0)
     with pytest.raises(swiftclient.ClientException) as exc:
         foreign.get_container(container)
     assert exc.value.http_status == 403
@@ -282,3 +312,73 @@ def test_system_admin_still_administers_identity(stack):
                          headers={'X-Auth-Token': token},
                          json=_user_body('ok-%s' % uuid.uuid4().hex[:6]))
     assert resp.status_code == 201, resp.text
+
+
+def test_swiftdlo_store_in_the_glance_users_own_account(stack, personas):
+    """The swiftdlo store authenticates as the glance service user through Keystone and keeps
+    images in that user's own account, which no customer token reaches."""
+    customer, operator = personas('demo-cloudimages-admin'), personas('operator')
+    image = _new_image(customer)
+    data = b'swift store bytes' * 4096
+    resp = operator.put('/v2/images/%s/file' % image['id'], data=data, headers={
+        'Content-Type': 'application/octet-stream', 'X-Image-Meta-Store': 'swift'})
+    assert resp.status_code == 204, resp.text
+    got = operator.get('/v2/images/%s' % image['id']).json()
+    assert got['status'] == 'active' and got['stores'] == 'swift'
+    assert operator.get('/v2/images/%s/file' % image['id']).content == data
+    glance = personas('glance')
+    assert glance.storage_url.endswith('AUTH_%s' % stack['keystone']['projects']['service'])
+    names = [o['name'] for o in glance.swift().get_container('glance-images',
+                                                            full_listing=True)[1]]
+    assert image['id'] in names
+    foreign = swiftclient.Connection(preauthurl=glance.storage_url,
+                                     preauthtoken=customer.token, retries=0)
+    with pytest.raises(swiftclient.ClientException) as exc:
+        foreign.get_container('glance-images')
+    assert exc.value.http_status == 403
+    detail = operator.get('/v2/info/stores/detail')
+    assert detail.status_code == 200, detail.text
+    assert customer.get('/v2/info/stores/detail').status_code == 403
+
+
+# -- tasks outlive tokens (issue 12 item 3); keep last: it stops and restarts the conductor ---
+
+def test_task_queued_on_the_jobboard_outlives_its_token(keystone_devstack, personas):
+    """The customer's token expires while the import waits on the jobboard (no conductor);
+    a conductor started afterwards still reads the customer's container: Swift accepts the
+    expired token because the bundle sends the glance service user's token with it."""
+    dev, stack = keystone_devstack
+    customer = personas('demo-cloudimages-admin')
+    container = 'late-%s' % uuid.uuid4().hex[:8]
+    raw, vhd = th.sample_disk(seed=11)
+    th.upload(customer.swift(), container, 'disk.vhd', vhd)
+    try:
+        for rec in dev.conductors():
+            if not rec.get('stopped'):
+                dev.kill_conductor(rec['index'])
+        token, body = ks.get_token(stack['keystone']['auth_url'], customer.creds['name'],
+                                   customer.creds['password'], customer.creds['project'])
+        resp = requests.post(stack['glance']['endpoint'] + '/v2/tasks', timeout=120,
+                             headers={'X-Auth-Token': token}, json={
+                                 'type': 'import', 'input': {
+                                     'import_from': '%s/disk.vhd' % container,
+                                     'import_from_format': 'vhd',
+                                     'image_properties': {'name': 'late'}}})
+        assert resp.status_code == 201, resp.text
+        task_id = resp.json()['id']
+        expires = datetime.datetime.fromisoformat(body['expires_at'].replace('Z', '+00:00'))
+        wait = (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds() + 3
+        assert wait < 2 * KEYSTONE_TOKEN_SECONDS
+        time.sleep(max(wait, 0))
+        # The token is expired now: Keystone and glance-api refuse it.
+        check = customer.keystone('GET', '/auth/tokens', headers={'X-Subject-Token': token})
+        assert check.status_code == 404, check.text
+        assert requests.get(stack['glance']['endpoint'] + '/v2/tasks/%s' % task_id,
+                            headers={'X-Auth-Token': token}, timeout=60).status_code == 401
+        assert customer.get('/v2/tasks/%s' % task_id).json()['status'] == 'pending'
+    finally:
+        dev.start_conductor()
+    task = th.wait_task(customer, task_id)
+    assert task['status'] == 'success', task
+    image = customer.get('/v2/images/%s' % task['result']['image_id']).json()
+    assert image['status'] == 'active' and image['owner'] == customer.project_id
