@@ -132,7 +132,9 @@ class KeystoneServer:
         self._manage(logs_dir, 'db_sync')
         self._manage(logs_dir, 'fernet_setup')
         self._manage(logs_dir, 'credential_setup')
-        self._manage(logs_dir, 'bootstrap', '--bootstrap-password', self.admin_password,
+        # `--opt=value`: a random password may start with '-', which argparse would take
+        # for an option.
+        self._manage(logs_dir, 'bootstrap', '--bootstrap-password=%s' % self.admin_password,
                      '--bootstrap-region-id', REGION,
                      '--bootstrap-public-url', self.auth_url,
                      '--bootstrap-internal-url', self.auth_url)
