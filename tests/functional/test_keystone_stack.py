@@ -343,6 +343,30 @@ def test_swiftdlo_store_in_the_glance_users_own_account(stack, personas):
 
 # -- tasks outlive tokens (issue 12 item 3); keep last: it stops and restarts the conductor ---
 
+def _redis_dump(host):
+    """Every key and value of the dev stack's Redis (the jobboard), as one bytes blob."""
+    import redis
+
+    hostname, _, port = host.rpartition(':')
+    client = redis.Redis(host=hostname or host, port=int(port or 6379))
+    out = []
+    for key in client.scan_iter():
+        kind = client.type(key)
+        out.append(key)
+        if kind == b'string':
+            out.append(client.get(key))
+        elif kind == b'hash':
+            for field, value in client.hgetall(key).items():
+                out += [field, value]
+        elif kind == b'list':
+            out += client.lrange(key, 0, -1)
+        elif kind == b'set':
+            out += list(client.smembers(key))
+        elif kind == b'zset':
+            out += client.zrange(key, 0, -1)
+    client.close()
+    return b'\n'.join(v for v in out if v)
+
 def test_task_queued_on_the_jobboard_outlives_its_token(keystone_devstack, personas):
     """The customer's token expires while the import waits on the jobboard (no conductor);
     a conductor started afterwards still reads the customer's container: Swift accepts the
@@ -377,6 +401,10 @@ def test_task_queued_on_the_jobboard_outlives_its_token(keystone_devstack, perso
         assert requests.get(stack['glance']['endpoint'] + '/v2/tasks/%s' % task_id,
                             headers={'X-Auth-Token': token}, timeout=60).status_code == 401
         assert customer.get('/v2/tasks/%s' % task_id).json()['status'] == 'pending'
+        # While the job waits, the board holds the token sealed only ([rax_jobboard] auth_keys).
+        board = _redis_dump(stack['jobboard']['redis'])
+        assert task_id.encode() in board
+        assert token.encode() not in board
     finally:
         dev.start_conductor()
     task = th.wait_task(customer, task_id)
