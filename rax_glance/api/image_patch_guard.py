@@ -56,7 +56,7 @@ PATCH_MEDIA_TYPES = {
 DRAFT4_OPERATION_KEYS = ('add', 'remove', 'replace', 'move', 'copy', 'test')
 
 # Core attributes of Glance's image schema that a customer-admin may change on their own image
-# (CLOUD_IMAGES.md section 1: "PATCH image (any property, incl. name)"). Glance's policy still
+# (doc/api.md section 1: "PATCH image (any property, incl. name)"). Glance's policy still
 # decides the values (e.g. visibility `public` and `community` are the operator's).
 CUSTOMER_EDITABLE = frozenset({
     'name', 'visibility', 'protected', 'os_hidden', 'container_format', 'disk_format',

@@ -12,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+from rax_glance import sqlite_plugin
 from rax_glance.devstack import conductor as devstack_conductor
 from rax_glance.devstack import keystone as devstack_keystone
 from rax_glance.devstack import process
@@ -162,7 +163,10 @@ class DevStack:
             pg.start(self.logs_dir, record, timeout)
             db_url = pg.url
         else:
-            db_url = 'sqlite:///%s' % (self.state_dir / 'glance' / 'glance.sqlite')
+            # BEGIN IMMEDIATE and a busy timeout (rax_glance.sqlite_plugin), WAL after
+            # db_sync: parallel clients queue for the write lock instead of getting 500.
+            db_url = ('sqlite:///%s?plugin=rax_glance_sqlite'
+                      % (self.state_dir / 'glance' / 'glance.sqlite'))
             (self.state_dir / 'glance').mkdir(parents=True, exist_ok=True)
         state['db']['url'] = db_url
         self._write_state(state)
@@ -185,6 +189,8 @@ class DevStack:
         if keystone_info:
             devstack_keystone.add_image_endpoint(keystone_info, glance.url)
         glance.db_sync(self.logs_dir)
+        if db == 'sqlite':
+            sqlite_plugin.enable_wal(str(self.state_dir / 'glance' / 'glance.sqlite'))
         glance.start(self.logs_dir, record, timeout)
         state['glance'] = {'endpoint': glance.url, 'config_dir': str(glance.dir),
                            'config_file': str(glance.config_file),

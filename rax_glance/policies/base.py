@@ -9,7 +9,7 @@ from oslo_policy import policy
 # The cloud operator. Deliberately not `admin`: in Cloud Images `admin` is a customer role.
 OPERATOR_ROLE = 'rax-glance-operator'
 
-# CLOUD_IMAGES.md section 1. oslo.policy splits a check on the first colon only, so
+# doc/api.md section 1. oslo.policy splits a check on the first colon only, so
 # `role:cloudImages:admin` works, and role matching ignores case.
 CUSTOMER_ADMIN_ROLES = ('identity:user-admin', 'admin', 'cloudImages:admin')
 CUSTOMER_CREATOR_ROLES = ('cloudImages:creator',)
@@ -84,6 +84,11 @@ rules = [
         description='Property protections (etc/property-protections.conf): writes reserved '
                     'to the operator and cloud services (Nova copies these properties onto '
                     'snapshots).'),
+    policy.RuleDefault(
+        name='rax_glance:property:customer_creator',
+        check_str='%s or %s' % (OPERATOR, CUSTOMER_CREATOR),
+        description='Property protections: properties a creator may set when creating an '
+                    'image (the checksums openstackclient sends), also the operator.'),
     policy.RuleDefault(
         name='rax_glance:property:customer_admin',
         check_str='%s or %s' % (OPERATOR, CUSTOMER_ADMIN),

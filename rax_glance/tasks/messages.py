@@ -1,4 +1,4 @@
-"""User-facing task failure messages (Cloud Images tasks API, section 3) and their error."""
+"""User-facing task failure messages (doc/api.md section 3) and their error."""
 
 # Import.
 UNSUPPORTED_PROPERTY = ('Unsupported element in image_properties, please consult the '

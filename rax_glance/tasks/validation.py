@@ -122,17 +122,16 @@ def _validate_import(task_input):
         fmt = task_input['import_from_format']
         if not isinstance(fmt, str) or fmt.lower() != 'vhd':
             raise BadRequest('import_from_format may only be "vhd".')
-    props = task_input.get('image_properties')
+    # image_properties may be absent or {} (Rackspace's own test framework sends {}): the
+    # image then has no name (null), as Glance allows for any image.
+    props = task_input.get('image_properties', {})
     if not isinstance(props, dict):
-        raise BadRequest('image_properties is required and must be a JSON object with '
-                         '"name".')
+        raise BadRequest('image_properties must be a JSON object.')
     if 'name' in props:
         name = props['name']
         if not isinstance(name, str) or len(name) > 255:
             raise BadRequest('image_properties.name must be a string of at most 255 '
                              'characters.')
-    elif not props:
-        raise BadRequest('image_properties.name is required.')
     # Other keys in image_properties are a documented task failure, not a 400.
 
 

@@ -3,7 +3,7 @@
 Pure data: parsing never raises for bad field values (the validator in
 :mod:`rax_glance.vhd.reader` decides what is a defect); building always
 produces a structure with a correct checksum.  Layout reference:
-``shared/VHD.md`` (Microsoft VHD specification 1.0).
+the Microsoft Virtual Hard Disk Image Format Specification 1.0 (rules: ``doc/vhd-defects.md``).
 """
 
 import dataclasses

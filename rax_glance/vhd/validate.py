@@ -2,7 +2,7 @@
 
 Each ``check_*`` function looks at already parsed metadata and raises the
 typed error (:mod:`rax_glance.errors`) of the first defect it finds.  The
-numbers in comments refer to the defect list of ``shared/VHD.md``.
+numbers in comments refer to the defect list of ``doc/vhd-defects.md``.
 """
 
 import array

@@ -24,7 +24,7 @@ V21 = 'application/openstack-images-v2.1-json-patch'
 V20 = 'application/openstack-images-v2.0-json-patch'
 DATA = b'image patch guard\n'
 
-# What CLOUD_IMAGES.md section 1 lets a customer-admin change among the core attributes
+# What doc/api.md section 1 lets a customer-admin change among the core attributes
 # ("PATCH image (any property, incl. name)"); every other schema attribute is Glance's.
 CUSTOMER_EDITABLE = {'name', 'visibility', 'protected', 'os_hidden', 'container_format',
                      'disk_format', 'min_ram', 'min_disk', 'tags'}
@@ -81,7 +81,7 @@ def _is_json_403(resp):
             'application/json'):
         return False
     try:
-        return bool(resp.json().get('message'))
+        return bool(resp.json().get('error', {}).get('message'))
     except ValueError:
         return False
 
@@ -159,7 +159,7 @@ def test_owner_add_by_customer_admin_leaves_the_owner(world):
     resp = _patch(world['p_admin'], world['image'], V21,
                   [{'op': 'add', 'path': '/owner', 'value': world['O']}])
     assert _is_json_403(resp), resp.text
-    assert "'owner'" in resp.json()['message']
+    assert "'owner'" in resp.json()['error']['message']
     assert _snapshot(world)['owner'] == world['P']
     assert world['p_admin'].get('/v2/images/%s' % world['image']).status_code == 200
     assert world['o_admin'].get('/v2/images/%s' % world['image']).status_code == 404
@@ -222,11 +222,11 @@ def test_patch_bodies_are_bounded_and_parsed_safely(world):
         body = resp.read()
     finally:
         conn.close()
-    assert resp.status == 413 and json.loads(body)['code'] == 413, body[:300]
+    assert resp.status == 413 and json.loads(body)['error']['code'] == 413, body[:300]
     for raw in (b'[' * 100000 + b']' * 100000, b'\xff\xfe[]', b'[{"op": "add"'):
         resp = admin.request('PATCH', '/v2/images/%s' % image_id, data=raw,
                              headers={'Content-Type': V21})
-        assert resp.status_code == 400 and resp.json()['code'] == 400, resp.text[:300]
+        assert resp.status_code == 400 and resp.json()['error']['code'] == 400, resp.text[:300]
     resp = _patch(admin, image_id, V21, [{'op': 'add', 'path': ['owner'], 'value': 'x'}])
     assert resp.status_code == 400, resp.text
     # A chunked body (no Content-Length) is read with the same bound.

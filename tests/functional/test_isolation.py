@@ -1,6 +1,6 @@
 """Cross-project isolation: a customer's `admin`, `identity:user-admin` and `cloudImages:admin`
 are customer roles, not the cloud operator. None of them may list, get, modify, delete, share,
-tag or download another project's private images (CLOUD_IMAGES.md section 1, security trap)."""
+tag or download another project's private images (doc/api.md section 1, security trap)."""
 
 import pytest
 

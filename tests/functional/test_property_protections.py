@@ -1,4 +1,4 @@
-"""Property protections (etc/property-protections.conf, CLOUD_IMAGES.md section 2) on the real
+"""Property protections (etc/property-protections.conf, doc/api.md section 2) on the real
 glance-api: who may create, update and delete protected, reserved and custom properties, that
 refusals answer 403 naming the property, and that protected values stay readable."""
 

@@ -1,6 +1,6 @@
 """Every Cloud Images role (and the operator, no role, multi-role users) x every operation.
 
-The expectations below are CLOUD_IMAGES.md section 1 written out as HTTP status codes; they are
+The expectations below are doc/api.md section 1 written out as HTTP status codes; they are
 not derived from the policy code. The whole matrix is computed once per module (one HTTP call
 per cell) against the real glance-api; each operation is its own test, and any failure prints
 the complete expected-vs-actual matrix.
@@ -233,5 +233,5 @@ def test_operation_matches_cloud_images_matrix(matrix, operation):
     codes = dict((name, codes) for name, codes, _ in OPERATIONS)[operation]
     expected = [_expected(codes, klass) for _, klass in PERSONAS]
     assert matrix[operation] == expected, (
-        '%r differs from CLOUD_IMAGES.md section 1; whole matrix:\n%s'
+        '%r differs from doc/api.md section 1; whole matrix:\n%s'
         % (operation, _render(matrix)))

@@ -45,7 +45,7 @@ def test_malformed_requests_are_400_json(glance_factory):
         resp = glance.post('/v2/tasks', json=body)
         assert resp.status_code == 400, body
         assert resp.headers['Content-Type'].startswith('application/json')
-        assert resp.json()['message']
+        assert resp.json()['error']['message']  # rax_glance.api.json_errors' shape
     resp = glance.post('/v2/tasks', data=b'{not json', headers={'Content-Type':
                                                                 'application/json'})
     assert resp.status_code == 400

@@ -91,7 +91,7 @@ def _raw(stack_info, glance, method, target, body=None, headers=None, chunks=Non
 def _json_error(status, ctype, data, want):
     assert status == want, (status, data[:300])
     assert ctype.startswith('application/json'), ctype
-    body = json.loads(data)
+    body = json.loads(data)['error']  # rax_glance.api.json_errors' one shape
     assert body['message'] and b'Traceback' not in data
     return body
 
@@ -168,7 +168,7 @@ def test_unfinished_tasks_per_project_are_limited(client, bounded_stack, tmp_pat
     for resp in refused:
         assert resp.status_code == 429, resp.text
         assert resp.headers['Content-Type'].startswith('application/json')
-        assert 'unfinished' in resp.json()['message']
+        assert 'unfinished' in resp.json()['error']['message']
     # A place frees up only when a task finishes: never more than the limit plus the tasks
     # that had already finished once the burst was answered.
     assert 1 <= len(accepted) <= LIMIT + finished, (len(accepted), finished)

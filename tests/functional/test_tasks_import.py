@@ -67,6 +67,7 @@ def test_import_makes_an_active_xenserver_image(project, kind, how):
 
     package = glance.get('/v2/images/%s/file' % image['id']).content
     assert image['size'] == len(package)
+    assert image['virtual_size'] == len(raw)  # the disk's size, for Nova's flavor check
     members = vhd_images.package_members(package)
     assert list(members) == ['0.vhd']
     assert members['0.vhd'] == source  # the uploaded VHD, byte for byte

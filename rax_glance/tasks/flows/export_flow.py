@@ -27,6 +27,7 @@ from rax_glance.swift import names as swift_names
 from rax_glance.tasks import messages
 from rax_glance.tasks.flows import base
 from rax_glance.vhd import content as vhd_content
+from rax_glance.vhd import format as vhd_format
 from rax_glance.vhd import validate as vhd_validate
 
 LOG = logging.getLogger(__name__)
@@ -175,9 +176,10 @@ class UploadVHD(tf_task.Task):
         spool_dir = self._spool_dir()
         try:
             stream = self._vhd_stream(image, spool_dir)
+            head = bytearray()
             record = swiftdlo.write_project_object(ctx, target['container'], target['object'],
-                                                   stream, conf=self.job.conf,
-                                                   writer_id=self.job.id)
+                                                   _noting_head(stream, head),
+                                                   conf=self.job.conf, writer_id=self.job.id)
         except swift_errors.ContainerNotFound:
             raise messages.TaskFailed(messages.CONTAINER_NOT_FOUND % fields) from None
         except swift_errors.ObjectExists:
@@ -202,6 +204,7 @@ class UploadVHD(tf_task.Task):
         LOG.info('Task %s: exported image %s to %s/%s (%s bytes, sha256 %s)', self.job.id,
                  target['image_id'], target['container'], target['object'],
                  record.get('size'), record.get('sha256'))
+        _record_virtual_size(self.job, target['image_id'], bytes(head))
         return {'size': record.get('size'), 'sha256': record.get('sha256')}
 
     def revert(self, *args, **kwargs):
@@ -209,6 +212,36 @@ class UploadVHD(tf_task.Task):
         if export:
             _delete_export(self.job, export)
             self.job.forget('export')
+
+
+def _noting_head(stream, head):
+    """`stream` unchanged, its first 512 bytes (the exported VHD's footer copy) kept in
+    `head`."""
+    def chunks():
+        for chunk in stream:
+            if len(head) < vhd_format.FOOTER_SIZE:
+                head.extend(bytes(chunk[:vhd_format.FOOTER_SIZE - len(head)]))
+            yield chunk
+    return vhd_content.IterStream(chunks(), stream.size)
+
+
+def _record_virtual_size(job, image_id, head):
+    """Give an image without `virtual_size` (e.g. a chain package an operator or Nova
+    uploaded: Glance does not inspect `ovf` data) the virtual size of its exported disk."""
+    try:
+        footer = vhd_format.Footer.parse(head)
+        if footer.cookie != vhd_format.FOOTER_COOKIE:
+            return
+        repo = base.gateway().get_repo(base.operator_context(job.context))
+        image = base.retry_db(lambda: repo.get(image_id))
+        if image.virtual_size is None:
+            image.virtual_size = footer.current_size
+            base.retry_db(lambda: repo.save(image))
+            LOG.info('Task %s: image %s virtual_size %d', job.id, image_id,
+                     footer.current_size)
+    except Exception as exc:  # noqa: BLE001 - the export itself succeeded
+        LOG.warning('Task %s: could not record the virtual size of image %s: %s', job.id,
+                    image_id, exc)
 
 
 def _remove_spool(job, path):

@@ -152,12 +152,15 @@ class UploadPackage(tf_task.Task):
                         % (source_size, resolved.size))
                 stream = vhd_content.IterStream(swift_source.iter_source(conn, resolved),
                                                 source_size)
-                package = ova.pack_single_vhd(stream, source_size,
+                info = {}
+                package = ova.pack_single_vhd(stream, source_size, info=info,
                                               limits=base.import_limits(self.job.conf))
                 # As Glance's upload API does: mark it saving, write the data, then activate.
                 image.status = 'saving'
                 base.retry_db(lambda: repo.save(image, from_state='queued'))
                 image.set_data(package, None)
+                # `size` is the stored package's; `virtual_size` is the disk's (Nova checks it).
+                image.virtual_size = info['virtual_size']
                 base.retry_db(lambda: repo.save(image, from_state='saving'))
         finally:
             conn.close()

@@ -1,4 +1,4 @@
-"""One test per defect of shared/VHD.md, asserting the Cloud Images code."""
+"""One test per defect rule of doc/vhd-defects.md, asserting the Cloud Images code."""
 
 import io
 import struct

@@ -2,8 +2,9 @@
 
 qemu-img writes VHDs we must accept and read identically; both tools must
 read the VHDs we write identically; libvhdi reads test-built differencing
-chains (2 deep: see RECIPES.md on its deeper-chain blind spot) like our
-coalescer.
+chains like our coalescer, 2 deep only (libvhdi 20210425 was seen returning
+zeros, in a 3-deep chain, for sectors only the base holds under a block the
+middle disk left unallocated).
 """
 
 import hashlib
