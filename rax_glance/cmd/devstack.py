@@ -90,6 +90,12 @@ def main(argv=None):
                       '`rax-glance-devstack up`' % (info['state_dir'], info['status']),
                       file=sys.stderr)
                 return 1
+            if info.get('auth') == 'keystone':
+                print('the demo uses trusted headers and tempauth; this stack runs Keystone '
+                      '(tokens and personas: `rax-glance-devstack status --json`, '
+                      'tests/functional/test_keystone_stack.py shows their use)',
+                      file=sys.stderr)
+                return 1
             demo.run(info, sys.stdout)
     except stack.StackError as exc:
         print('rax-glance-devstack: error: %s' % exc, file=sys.stderr)
