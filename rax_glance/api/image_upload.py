@@ -34,6 +34,7 @@ here without patching Glance:
 import re
 
 import webob
+import webob.exc
 from oslo_log import log as logging
 
 LOG = logging.getLogger(__name__)
