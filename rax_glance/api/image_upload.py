@@ -24,11 +24,11 @@ here without patching Glance:
   checksum, hash and location; it then saves the image back as `queued` *with* them. The image
   downloads with `Content-Length: None` (gunicorn answers 500), a new upload of other data is
   refused ("checksum of uploaded data is different"), and the data stays in the store. After
-  any error answer to an upload, this filter checks the image with Glance's database API (as
-  Glance's own scrubber does, with an admin context): if it is `queued` but carries data
-  (locations, checksum, hash or size), the data is deleted from the store and the image is
-  reset to what Glance has for an image without data, so its download answers 204 and a
-  corrected upload works.
+  any error answer to an upload, this filter checks the image with Glance's database API, with
+  the uploader's own request context (no more authority than the uploader has): if it is
+  `queued` but carries data (locations, checksum, hash or size), the data is deleted from the
+  store and the image is reset to what Glance has for an image without data, so its download
+  answers 204 and a corrected upload works.
 """
 
 import re
@@ -69,7 +69,7 @@ class ImageUploadFilter:
         resp = req.get_response(self.app)
         if resp.status_code >= 400:
             try:
-                self._clean(image_id)
+                self._clean(req.context, image_id)
             except Exception:  # noqa: BLE001 - the answer stands; the log says what is left
                 LOG.exception('Could not remove the data of a refused upload to image %s',
                               image_id)
@@ -98,18 +98,20 @@ class ImageUploadFilter:
             return exc
         return None
 
-    def _clean(self, image_id):
-        """Remove what a failed upload left on a queued image (no-op for a clean one)."""
-        import glance.context
+    def _clean(self, context, image_id):
+        """Remove what a failed upload left on a queued image (no-op for a clean one).
+
+        With the uploader's own context: Glance's database API lets it see and change only
+        what it may (the operator, or a service acting for the image's owner), never more.
+        """
         import glance.db
         from glance.common import exception
         from glance.common import store_utils
 
         db_api = glance.db.get_api()
-        admin = glance.context.get_admin_context()
         try:
-            image = db_api.image_get(admin, image_id)
-        except exception.NotFound:
+            image = db_api.image_get(context, image_id)
+        except (exception.NotFound, exception.Forbidden):
             return
         locations = image.get('locations') or []
         if image['status'] != 'queued' or not (
@@ -117,14 +119,18 @@ class ImageUploadFilter:
             return
         LOG.warning('A refused upload left data on queued image %s: removing it', image_id)
         try:
-            db_api.image_update(admin, image_id, dict.fromkeys(_DATA_FIELDS),
+            db_api.image_update(context, image_id, dict.fromkeys(_DATA_FIELDS),
                                 from_state='queued')
         except exception.Conflict:
             return  # no longer queued: someone else's upload owns it now
+        except exception.Forbidden:
+            LOG.warning('Not allowed to clean queued image %s for project %s', image_id,
+                        context.project_id)
+            return
         for location in locations:
-            store_utils.safe_delete_from_backend(admin, image_id, location)
+            store_utils.safe_delete_from_backend(context, image_id, location)
             try:
-                db_api.image_location_delete(admin, image_id, location['id'], 'deleted')
+                db_api.image_location_delete(context, image_id, location['id'], 'deleted')
             except exception.NotFound:
                 pass  # already marked deleted by safe_delete_from_backend
 

@@ -29,7 +29,7 @@ class Filter(image_upload.ImageUploadFilter):
             raise self.precheck_error
         return self.refusal
 
-    def _clean(self, image_id):
+    def _clean(self, context, image_id):
         self.cleaned.append(image_id)
         if self.clean_error:
             raise self.clean_error
