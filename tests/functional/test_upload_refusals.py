@@ -53,6 +53,16 @@ def _operator(stack_info):
                                 clients.OPERATOR_ROLES, user='operator')
 
 
+def _uploader(stack_info, who, project):
+    """The operator, or Nova uploading a snapshot (the owner's token plus a service token)."""
+    if who == 'operator':
+        return _operator(stack_info)
+    nova = clients.GlanceClient(stack_info['glance']['endpoint'], project,
+                                'cloudImages:creator')
+    nova.session.headers['X-Service-Roles'] = 'service'
+    return nova
+
+
 def _assert_without_data(glance, image_id):
     image = glance.get('/v2/images/%s' % image_id).json()
     assert image['status'] == 'queued', image
@@ -101,11 +111,12 @@ def test_refused_upload_to_unseen_or_missing_image(glance_factory, stack_info):
     _assert_without_data(owner, image['id'])
 
 
+@pytest.mark.parametrize('who', ['operator', 'service'])
 @pytest.mark.parametrize('disk_format', ['vhd', 'qcow2'])
 def test_upload_refused_by_format_inspection_leaves_no_data(glance_factory, stack_info,
-                                                            disk_format):
+                                                            disk_format, who):
     customer = glance_factory()
-    operator = _operator(stack_info)
+    operator = _uploader(stack_info, who, customer.project)
     try:
         image = customer.create_image(disk_format=disk_format, container_format='bare')
         before = _stored_files(stack_info)
