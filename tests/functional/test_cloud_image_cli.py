@@ -8,12 +8,15 @@ get the persona's credentials from shell functions the test defines (a customer'
 clouds.yaml or an openrc) and `openstack` from the persona's clouds.yaml.
 """
 
+import hashlib
 import json
 import os
 import pty
 import re
 import shlex
 import subprocess
+
+import yaml
 
 from tests.functional import clients
 from tests.functional import tasks_helpers as th
@@ -34,6 +37,17 @@ def _wait_all(persona, task_ids):
         return {task_id: th.wait_task(http, task_id) for task_id in task_ids}
     finally:
         http.close()
+
+
+def _text(persona, *args):
+    """The stdout of a successful `openstack ARGS` (Persona.openstack parses JSON only)."""
+    proc = persona._run([str(BIN / 'openstack'), *args], tty_stdin=True)
+    assert proc.returncode == 0, (args, proc.stderr)
+    return proc.stdout.strip()
+
+
+def _value(persona, *args):
+    return _text(persona, *args, '-f', 'value')
 
 
 # -- the plugin --------------------------------------------------------------------------------
@@ -84,8 +98,8 @@ def test_import_wait_export_show_list_and_failures(people, cli_stack):  # noqa: 
     _wait_all(admin, [pending['id']])
     shown = admin.openstack('cloud-image', 'task', 'show', pending['id'], '-f', 'json')
     assert shown['status'] == 'success' and shown['result']['image_id'], shown
-    assert admin.openstack('cloud-image', 'task', 'show', failed_export, '-f', 'value', '-c',
-                           'message').stdout.strip() == 'Container not found. Container: nope'
+    assert _value(admin, 'cloud-image', 'task', 'show', failed_export, '-c',
+                  'message') == 'Container not found. Container: nope'
 
     rows = admin.openstack('cloud-image', 'task', 'list', '-f', 'json')
     assert {r['ID'] for r in rows} >= {done['id'], pending['id'], failed_import['id'],
@@ -100,10 +114,11 @@ def test_import_wait_export_show_list_and_failures(people, cli_stack):  # noqa: 
     assert {r['Message'] for r in failures} == {
         'Image not found for import. Possible invalid location',
         'Container not found. Container: nope'}
-    yaml_out = admin.openstack('cloud-image', 'task', 'list', '--type', 'import', '-f', 'yaml')
-    assert yaml_out.stdout.count('- ID: ') == 3, yaml_out.stdout
-    csv_out = admin.openstack('cloud-image', 'task', 'list', '-f', 'csv')
-    assert csv_out.stdout.splitlines()[0] == '"ID","Type","Status","Created At","Message"'
+    yaml_out = _text(admin, 'cloud-image', 'task', 'list', '--type', 'import', '-f', 'yaml')
+    assert sorted(r['ID'] for r in yaml.safe_load(yaml_out)) == sorted(
+        [done['id'], pending['id'], failed_import['id']]), yaml_out
+    assert _value(admin, 'cloud-image', 'task', 'list', '--type', 'export', '--status',
+                  'failure', '-c', 'ID') == failed_export
 
 
 def test_refusals_and_bad_input_are_clear_errors(people, cli_stack):  # noqa: F811
@@ -111,22 +126,26 @@ def test_refusals_and_bad_input_are_clear_errors(people, cli_stack):  # noqa: F8
     swift = clients.project_swift(cli_stack, admin.project)
     th.upload(swift, 'images', 'disk.vhd', th.sample_disk(seed=17)[1])
 
-    proc = observer.openstack('cloud-image', 'import', 'images/disk.vhd', '--name', 'n',
-                              '--wait', ok=False)
-    assert proc.returncode == 1 and proc.stdout == ''
-    assert '403 Forbidden: You are not authorized to create tasks.' in proc.stderr, proc.stderr
+    # Tasks are for customer-admins: observers and creators get the service's refusal.
+    for who in (observer, creator):
+        proc = who.openstack('cloud-image', 'import', 'images/disk.vhd', '--name', 'n',
+                             '--wait', ok=False)
+        assert proc.returncode == 1 and proc.stdout == ''
+        assert proc.stderr == '403 Forbidden: You are not authorized to create tasks.\n', \
+            proc.stderr
     assert observer.openstack('cloud-image', 'task', 'list', '-f', 'json') == []
 
-    # A creator imports; only a customer-admin exports.
-    task = creator.openstack('cloud-image', 'import', 'images/disk.vhd', '--name', 'mine',
-                             '--wait', '--poll-interval', '0.5', '-f', 'json')
+    task = admin.openstack('cloud-image', 'import', 'images/disk.vhd', '--name', 'mine',
+                           '--wait', '--poll-interval', '0.5', '-f', 'json')
     assert task['status'] == 'success', task
     image_id = task['result']['image_id']
     swift.put_container('exports')
     for who in (creator, observer):
         proc = who.openstack('cloud-image', 'export', image_id, 'exports', ok=False)
         assert proc.returncode == 1 and '403 Forbidden' in proc.stderr, proc.stderr
-    # Observers see the project's tasks.
+    # Observers and creators see the project's tasks.
+    assert task['id'] in {r['ID'] for r in creator.openstack('cloud-image', 'task', 'list',
+                                                             '-f', 'json')}
     assert task['id'] in {r['ID'] for r in observer.openstack('cloud-image', 'task', 'list',
                                                               '-f', 'json')}
 
@@ -296,10 +315,11 @@ def test_every_command_of_the_user_guide(people, cli_stack, tmp_path):  # noqa: 
     exported = (work / 'exported.vhd').read_bytes()
     swift_conn = clients.project_swift(cli_stack, admin.project)
     try:
-        for container in ('exports', 'backups'):
-            headers, body = swift_conn.get_object(container, '%s.vhd' % image_id)
-            assert body == exported, container
-            assert int(headers['x-object-meta-rax-dlo-size']) == len(exported)
+        headers, body = swift_conn.get_object('exports', '%s.vhd' % image_id)
+        assert body == exported and int(headers['x-object-meta-rax-dlo-size']) == len(body)
+        # glanceclient's export (a new VHD: its footer carries its own timestamp).
+        headers, body = swift_conn.get_object('backups', '%s.vhd' % image_id)
+        assert headers['x-object-meta-rax-dlo-sha256'] == hashlib.sha256(body).hexdigest()
         _, segs = swift_conn.get_container('images_segments')
         assert len(segs) >= 10  # the DLO's and the SLO's segments: 1 MiB each
     finally:
