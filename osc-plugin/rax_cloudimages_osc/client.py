@@ -6,11 +6,20 @@ authenticates and finds the endpoint exactly like `openstack image ...`. Task bo
 raw: fields the SDK's Task resource does not know (such as `progress`) survive.
 """
 
+import unicodedata
 from urllib import parse
 
 from osc_lib import exceptions
 
 FINAL_STATUSES = ('success', 'failure')
+
+
+def one_line(text, limit=1000):
+    """`text` as one printable line: control characters (terminal escapes, CR, NUL...) and
+    runs of whitespace become single spaces, and at most `limit` characters are kept."""
+    text = ''.join(' ' if unicodedata.category(ch) in ('Cc', 'Cf', 'Zl', 'Zp') else ch
+                   for ch in str(text))
+    return ' '.join(text.split())[:limit]
 
 
 class CloudImagesError(exceptions.CommandError):
@@ -34,7 +43,7 @@ def error_message(resp):
             text = inner
         if not text and isinstance(body.get('message'), str):
             text = body['message']
-    text = ' '.join(str(text).split())[:1000]
+    text = one_line(text)
     reason = getattr(resp, 'reason', '') or ''
     head = ('%s %s' % (resp.status_code, reason)).strip()
     return '%s: %s' % (head, text) if text else head

@@ -9,6 +9,7 @@ time. Nothing is drawn when the output is not a terminal.
 import time
 
 from rax_cloudimages_osc.client import FINAL_STATUSES
+from rax_cloudimages_osc.client import one_line
 
 SPINNER = '|/-\\'
 BAR_WIDTH = 30
@@ -47,14 +48,15 @@ def progress_of(task):
     if not isinstance(progress, dict):
         return None
     stage = progress.get('stage')
-    stage = ' '.join(stage.split())[:40] if isinstance(stage, str) else ''
+    stage = one_line(stage, 40) if isinstance(stage, str) else ''
     return stage, _int(progress.get('bytes_done')), _int(progress.get('bytes_total'))
 
 
 def render(task, elapsed, tick=0, width=BAR_WIDTH):
     """One status line (no newline) for a task at `elapsed` seconds."""
-    status = task.get('status') if isinstance(task.get('status'), str) else '?'
-    head = '%s %s' % (task.get('type') or 'task', status)
+    status = one_line(task['status'], 20) if isinstance(task.get('status'), str) else '?'
+    kind = one_line(task['type'], 20) if isinstance(task.get('type'), str) else 'task'
+    head = '%s %s' % (kind, status)
     progress = progress_of(task)
     if progress:
         stage, done, total = progress

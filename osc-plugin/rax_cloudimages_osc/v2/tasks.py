@@ -12,6 +12,7 @@ from osc_lib import exceptions
 from osc_lib.cli import format_columns
 from osc_lib.command import command
 
+from rax_cloudimages_osc import client as client_mod
 from rax_cloudimages_osc import progress
 
 COLUMNS = ('id', 'type', 'status', 'message', 'input', 'result', 'owner', 'created_at',
@@ -83,7 +84,8 @@ class TaskCreateCommand(command.ShowOne):
             except progress.WaitTimeout as exc:
                 raise exceptions.CommandError(str(exc)) from None
             if task.get('status') == 'failure':
-                self.failure = task.get('message') or 'The task failed without a message.'
+                self.failure = (client_mod.one_line(task.get('message') or '')
+                                or 'The task failed without a message.')
         return task_columns(task)
 
     def run(self, parsed_args):

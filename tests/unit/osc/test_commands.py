@@ -213,3 +213,49 @@ def test_task_show_quotes_the_id():
     proxy = FakeProxy([Resp(200, TASK)])
     run(cmds.ShowTask, ['../images?x', '-f', 'value', '-c', 'status'], proxy)
     assert proxy.calls[0][1] == '/tasks/..%2Fimages%3Fx'
+
+
+def test_failure_message_is_one_printable_line():
+    failed = dict(TASK, status='failure', message='Container not found. Container: \x1b[2J'
+                                                  'x\nTask succeeded')
+    proxy = FakeProxy([Resp(201, TASK), Resp(200, failed)])
+    code, _, err = run(cmds.ImportImage, ['c/o', '--name', 'n', '--wait', '-f', 'json'], proxy)
+    assert code == 1
+    assert err == 'Task failed: Container not found. Container: [2Jx Task succeeded\n'
+
+
+def test_failure_without_message_still_says_so():
+    proxy = FakeProxy([Resp(201, TASK), Resp(200, dict(TASK, status='failure', message=''))])
+    code, _, err = run(cmds.ImportImage, ['c/o', '--name', 'n', '--wait'], proxy)
+    assert code == 1 and err == 'Task failed: The task failed without a message.\n'
+
+
+def test_error_message_strips_terminal_escapes():
+    resp = Resp(400, {'error': {'message': 'bad \x1b]0;title\x07 name\r\n'}}, reason='Bad')
+    assert osc_client.error_message(resp) == '400 Bad: bad ]0;title name'
+
+
+def test_the_plugin_needs_neither_glance_nor_the_bundle():
+    """A light distribution: its code imports only osc-lib, openstackclient's stack and the
+    standard library, and its declared dependencies are pinned in constraints.txt."""
+    import ast
+    import pathlib
+    import sys
+
+    import tomllib
+
+    root = pathlib.Path(__file__).resolve().parents[3]
+    allowed = {'osc_lib', 'rax_cloudimages_osc', 'keystoneauth1', 'requests'}
+    for path in (root / 'osc-plugin' / 'rax_cloudimages_osc').rglob('*.py'):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                top = name.split('.')[0]
+                assert top in allowed or top in sys.stdlib_module_names, (path, name)
+    project = tomllib.loads((root / 'osc-plugin' / 'pyproject.toml').read_text())['project']
+    pinned = {line.split('==')[0].lower() for line in
+              (root / 'constraints.txt').read_text().splitlines() if '==' in line}
+    deps = {dep.split('>')[0].split('=')[0].strip().lower() for dep in project['dependencies']}
+    assert deps == {'osc-lib', 'python-openstackclient', 'keystoneauth1', 'requests'}
+    assert deps <= pinned

@@ -124,3 +124,12 @@ def test_wait_propagates_errors_of_the_fetch():
         raise RuntimeError('404 Not Found')
     with pytest.raises(RuntimeError):
         progress.wait(get_task, 't', sleep=lambda s: None)
+
+
+def test_render_strips_terminal_escapes_from_service_fields():
+    task = {'type': 'import\x1b]0;owned\x07', 'status': 'processing\x1b[2J',
+            'progress': {'stage': '\x1b[31mred\x1b[0m\r\x00x', 'bytes_done': 1,
+                         'bytes_total': 2}}
+    line = progress.render(task, 0)
+    assert '\x1b' not in line and '\x07' not in line and '\r' not in line and '\x00' not in line
+    assert line.startswith('import ]0;owned processing [2J ([31mred [0m x) [')
