@@ -259,3 +259,13 @@ def test_the_plugin_needs_neither_glance_nor_the_bundle():
     deps = {dep.split('>')[0].split('=')[0].strip().lower() for dep in project['dependencies']}
     assert deps == {'osc-lib', 'python-openstackclient', 'keystoneauth1', 'requests'}
     assert deps <= pinned
+
+
+def test_task_list_next_link_never_leaves_the_image_endpoint():
+    """A `next` link naming another host or path is reduced to its query on /tasks: the
+    token goes only to the endpoint openstackclient chose."""
+    page1 = {'tasks': [dict(TASK, id='a')],
+             'next': 'https://elsewhere.example/v2/images?marker=a&limit=1'}
+    proxy = FakeProxy([Resp(200, page1), Resp(200, {'tasks': []})])
+    run(cmds.ListTasks, ['-f', 'json'], proxy)
+    assert [c[1] for c in proxy.calls] == ['/tasks', '/tasks?marker=a&limit=1']
