@@ -112,6 +112,8 @@ def test_import_and_export_run_in_the_conductors(jb, project):
 def test_failure_messages_are_those_of_the_in_process_executor(jb, project):
     glance, swift = project
     th.upload(swift, 'exports', 'not-a-vhd', b'x' * 4096)
+    # Listed before posting: a task may already hold its (short-lived) image right after.
+    before = th.image_ids(glance)
     cases = [
         (th.post_import(glance, 'exports/absent.vhd'), messages.IMPORT_NOT_FOUND),
         (th.post_import(glance, 'exports/src.vhd', os_type='windows'),
@@ -121,7 +123,6 @@ def test_failure_messages_are_those_of_the_in_process_executor(jb, project):
         (th.post_export(glance, '11111111-2222-3333-4444-555555555555'),
          messages.EXPORT_IMAGE_NOT_FOUND % {'image': '11111111-2222-3333-4444-555555555555'}),
     ]
-    before = th.image_ids(glance)
     for posted, message in cases:
         task = th.wait_task(glance, posted['id'])
         assert (task['status'], task['message']) == ('failure', message), task
