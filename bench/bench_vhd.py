@@ -105,9 +105,15 @@ def _text_corpus():
     return bytes(corpus * (1 + 16 * MIB // max(len(corpus), 1)))
 
 
-def make_mixed_disk(path, size):
-    """Per 2 MiB block: 45 % zeros, 20 % text, 20 % binaries, 15 % random."""
+def make_mixed_disk(path, size, random_fraction=0.15):
+    """Per 2 MiB block: 45 % zeros, 20 % text, 20 % binaries, 15 % random.
+
+    With another ``random_fraction``, text and binaries share what is left
+    of the 55 % of data blocks equally.
+    """
     rng = random.Random(size)
+    text_end = 0.45 + (0.55 - random_fraction) / 2
+    binary_end = 1.0 - random_fraction
     text, binary = _text_corpus(), _binary_corpus()
     with open(path, 'wb') as f:
         f.truncate(size)
@@ -115,9 +121,9 @@ def make_mixed_disk(path, size):
             kind = rng.random()
             if kind < 0.45:
                 continue
-            if kind < 0.65:
+            if kind < text_end:
                 source = text
-            elif kind < 0.85:
+            elif kind < binary_end:
                 source = binary
             else:
                 f.seek(index * BLOCK)
@@ -299,16 +305,26 @@ def report(name, ours, base, volume, baseline_name, extra=''):
           flush=True)
 
 
-def bench_size(size_gib, workdir, skip_engines):
+def bench_size(size_gib, workdir, skip_engines, random_fraction=0.15,
+               layout='none'):
     size = int(size_gib * GIB)
-    d = os.path.join(workdir, '%sg' % size_gib)
+    d = os.path.join(workdir, '%gg-%s-r%g' % (size_gib, layout,
+                                              random_fraction))
     os.makedirs(d, exist_ok=True)
     raw = os.path.join(d, 'disk.raw')
     vhd = os.path.join(d, 'disk.vhd')
-    print('\n== %s GiB virtual disk (load average %.1f) =='
-          % (size_gib, os.getloadavg()[0]), flush=True)
+    print('\n== %s GiB virtual disk, %d %% random blocks, partition table: '
+          '%s (load average %.1f) =='
+          % (size_gib, random_fraction * 100, layout, os.getloadavg()[0]),
+          flush=True)
     if not os.path.exists(raw):
-        make_mixed_disk(raw, size)
+        make_mixed_disk(raw, size, random_fraction)
+        if layout != 'none':
+            subprocess.run(['sfdisk', '--quiet', '--no-reread',
+                            '--no-tell-kernel', raw],
+                           input='label: %s\nstart=2048, type=L\n'
+                           % ('dos' if layout == 'mbr' else 'gpt'),
+                           text=True, check=True, stdout=subprocess.DEVNULL)
     if not os.path.exists(vhd):
         run('qemu-img', 'convert', '-f', 'raw', '-O', 'vpc', raw, vhd)
     vhd_size = os.path.getsize(vhd)
@@ -400,6 +416,12 @@ def main():
     parser.add_argument('--size-gib', type=float, action='append')
     parser.add_argument('--workdir', default='/var/tmp/rax-glance-bench')
     parser.add_argument('--skip-engines', action='store_true')
+    parser.add_argument('--random-fraction', type=float, action='append',
+                        help='share of random 2 MiB blocks (default 0.15; '
+                        'repeat for several mixes)')
+    parser.add_argument('--layout', choices=('none', 'mbr', 'gpt'),
+                        default='none', help='partition table written '
+                        'into the disk (default: none)')
     parser.add_argument('--keep', action='store_true',
                         help='keep the generated disks for the next run')
     args = parser.parse_args()
@@ -409,7 +431,9 @@ def main():
              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024))
     try:
         for size in args.size_gib or [1]:
-            bench_size(size, args.workdir, args.skip_engines)
+            for fraction in args.random_fraction or [0.15]:
+                bench_size(size, args.workdir, args.skip_engines, fraction,
+                           args.layout)
     finally:
         if not args.keep:
             shutil.rmtree(args.workdir, ignore_errors=True)

@@ -42,7 +42,6 @@ import re
 import shutil
 import struct
 import tempfile
-import threading
 import time
 import zlib
 from concurrent import futures
@@ -197,7 +196,10 @@ class _Gzip:
 
 _DEFLATE_WINDOW = 32768
 _PARALLEL_CHUNK = 1 << 20
-_thread_state = threading.local()
+# ISA-L's memLevel 2 (a small level buffer): 0.5-1 % smaller output than
+# the default at level 3 on disk images, at the same speed (measured,
+# doc/benchmarks-vhd.md).
+_MEM_LEVEL = 2
 
 
 _SAMPLE = 4096
@@ -231,22 +233,26 @@ def _stored_blocks(data):
 def _deflate_chunk(level, data, zdict):
     """Raw deflate of one chunk ending on a byte boundary, and its CRC.
 
-    Chunks of random-looking data (encrypted or already compressed files)
-    are stored as they are: deflate would spend most of its time on them
-    for nothing.
+    The chunk is deflated with the public ``compressobj`` of ISA-L, primed
+    with the previous chunk's last 32 KiB (``zdict``), and ends with a
+    sync flush: a non-final stream aligned on a byte, so the chunks join
+    into one gzip member (readers that take only one member, such as
+    Python's ``tarfile`` in stream mode, read it).  ISA-L releases the GIL
+    while it compresses and computes the CRC.  Chunks of random-looking
+    data (encrypted or already compressed files) are stored as they are:
+    deflate would spend most of its time on them for nothing.
     """
     if _incompressible(data):
         return _stored_blocks(data), isal_zlib.crc32(data)
-    compressor = getattr(_thread_state, 'compressor', None)
-    if compressor is None or _thread_state.level != level:
-        # ISA-L's reusable stream for pigz-style compression; it releases
-        # the GIL while it works.
-        compressor = isal_zlib._ParallelCompress(
-            buffersize=_PARALLEL_CHUNK + _PARALLEL_CHUNK // 10 + 500,
-            level=level)
-        _thread_state.compressor = compressor
-        _thread_state.level = level
-    return compressor.compress_and_crc(data, zdict)
+    if len(zdict):
+        compressor = isal_zlib.compressobj(
+            level, isal_zlib.DEFLATED, -15, _MEM_LEVEL,
+            isal_zlib.Z_DEFAULT_STRATEGY, zdict=bytes(zdict))
+    else:
+        compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -15,
+                                           _MEM_LEVEL)
+    out = compressor.compress(data) + compressor.flush(isal_zlib.Z_SYNC_FLUSH)
+    return out, isal_zlib.crc32(data)
 
 
 class _ParallelGzip:
@@ -324,8 +330,7 @@ def _gzip_writer(engine, level, threads):
     engine = engine or DEFAULT_ENGINE
     if threads is None:
         threads = DEFAULT_THREADS
-    if (engine == 'isal' and threads > 1
-            and hasattr(isal_zlib, '_ParallelCompress')):
+    if engine == 'isal' and threads > 1:
         return _ParallelGzip(level, threads)
     return _Gzip(engine, level)
 

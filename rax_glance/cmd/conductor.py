@@ -79,13 +79,13 @@ def main(argv=None):
         return 2
 
     from rax_glance.tasks import conductor as conductor_mod
-    from rax_glance.tasks import executor as executor_mod
     from rax_glance.tasks import jobboard
+    from rax_glance.tasks import lifecycle
 
     opts = conf.rax_jobboard
     # Claims are made in this name: unique per process, so no two conductors share one.
     name = '%s@%s' % (conf.name or opts.conductor_name or socket.gethostname(),
-                      executor_mod.worker_id())
+                      lifecycle.worker_id())
     try:
         persistence = jobboard.fetch_persistence(conf)
     except Exception as exc:
@@ -120,7 +120,7 @@ def main(argv=None):
                                           period=opts.orphan_grace_seconds / 2.0)
     sweeper.start()
     LOG.info('Conductor %s (worker %s, pid %d) claiming jobs from the %s jobboard %r: %s, '
-             'at most %d at once', name, executor_mod.worker_id(), os.getpid(), opts.board,
+             'at most %d at once', name, lifecycle.worker_id(), os.getpid(), opts.board,
              opts.board_name, opts.conductor_type,
              opts.max_simultaneous_jobs if opts.conductor_type == 'nonblocking' else 1)
     try:

@@ -19,15 +19,15 @@ import contextlib
 import threading
 
 from oslo_log import log as logging
-from taskflow import engines
 from taskflow import exceptions as tf_exc
 from taskflow import states
 from taskflow.conductors.backends import impl_blocking
 from taskflow.conductors.backends import impl_nonblocking
+from taskflow.listeners import base as tf_listeners
 from taskflow.types import failure as tf_failure
 
-from rax_glance.tasks import executor as executor_mod
 from rax_glance.tasks import jobboard
+from rax_glance.tasks import lifecycle
 from rax_glance.tasks import messages
 from rax_glance.tasks.db import api as db_api
 
@@ -107,15 +107,29 @@ class ClaimKeepingBoard:
 
 
 class _TaskDispatch:
-    """`_dispatch_job` for Cloud Images tasks; mixed into TaskFlow's executor conductors."""
+    """The Cloud Images task around TaskFlow's own dispatch of a job.
+
+    TaskFlow's executor conductor runs the job (engine from the job's flow detail,
+    listeners, notifier events, suspension when stopping); around it this takes the task
+    record over first and settles it after. Two handlers on the conductor's notifier do
+    the rest: after `preparation`, atoms a dead conductor left running are failed as
+    interrupted; after a job is consumed, its flow state is removed.
+    """
+
+    def __init__(self, name, jobboard, tasks_conf=None, task_repo=None, **kwargs):
+        super().__init__(name, jobboard, **kwargs)
+        if tasks_conf is not None:
+            self._setup_tasks(tasks_conf, task_repo)
 
     def _setup_tasks(self, conf, repo):
         self._conf = conf
         self._repo = repo
+        self.notifier.register('preparation_end', self._on_prepared)
+        self.notifier.register('job_consumed', _forget_book)
 
     @property
     def worker(self):
-        return executor_mod.worker_id()
+        return lifecycle.worker_id()
 
     def _dispatch_job(self, job):
         """Run one claimed job; True consumes it, False abandons it to another conductor."""
@@ -125,11 +139,10 @@ class _TaskDispatch:
             LOG.error('Job %s carries no task id; dropping it', job)
             return True
         try:
-            task = self._repo.get_any(task_id)
-            if task is None or task['status'] in db_api.FINAL_STATUSES:
+            task = lifecycle.load(self._repo, task_id)
+            if task is None or task.final:
                 LOG.info('Task %s of job %s is %s; nothing to run', task_id, job.uuid,
-                         task['status'] if task else 'gone')
-                self._forget_book(job)
+                         task.status if task else 'gone')
                 return True
             if not self._take(task):
                 return False
@@ -140,114 +153,109 @@ class _TaskDispatch:
         auth = details.get('auth') or {}
         if auth.get('token'):
             # Keystone-mode Swift access of the creating request, for this run only.
-            executor_mod.stash_request_auth(task_id, auth['token'], auth.get('catalog'))
+            lifecycle.stash_request_auth(task_id, auth['token'], auth.get('catalog'))
         try:
-            return self._run_and_settle(job, task)
+            job_context = self._task_context(task)
+            if hasattr(job_context, 'update_store'):
+                job_context.update_store()  # pool threads are reused: this task's context
+            LOG.info('Job %s: running task %s (%s) as %s', job.uuid, task.id, task.type,
+                     self.worker)
+            try:
+                # TaskFlow's dispatch: False when the engine was suspended (we are
+                # stopping) or the flow state was unavailable.
+                consume = super()._dispatch_job(job)
+            except self.NO_CONSUME_EXCEPTIONS:
+                LOG.exception('Job %s: flow state unavailable; leaving the task to another '
+                              'attempt', job.uuid)
+                return False
+            except Exception:
+                # The flow could not even be rebuilt (its factory failed).
+                LOG.exception('Job %s: the flow of task %s could not be loaded', job.uuid,
+                              task_id)
+                consume = True
+            return self._settle(job, task_id, consume)
         finally:
-            executor_mod._drop_request_auth(task_id)
-
-    def _run_and_settle(self, job, task):
-        task_id = task['id']
-        suspended = False
-        try:
-            suspended = self._run(job, task)
-        except (tf_exc.StorageFailure, tf_exc.ExecutionFailure):
-            LOG.exception('Job %s: flow state unavailable; leaving the task to another '
-                          'attempt', job.uuid)
-            return False
-        except Exception as exc:
-            # The flow has reverted; RecordFailure recorded the message (logged there).
-            LOG.debug('Job %s ended with %r', job.uuid, exc)
-        return self._settle(job, task_id, suspended)
+            lifecycle.drop_request_auth(task_id)
 
     def _take(self, task):
         """Make the task record ours: its worker (fencing others) and `processing`."""
         lease = self._conf.rax_tasks.lease_seconds
-        if task['worker'] != self.worker:
-            if not self._repo.take_over(task, self.worker, lease):
-                LOG.warning('Task %s changed hands meanwhile; leaving it', task['id'])
+        if task.worker != self.worker:
+            if not lifecycle.take_over(self._repo, task, self.worker, lease):
+                LOG.warning('Task %s changed hands meanwhile; leaving it', task.id)
                 return False
-        if task['status'] == 'pending':
-            self._repo.claim(task['id'], self.worker, lease)
+        if task.status == 'pending':
+            self._repo.claim(task.id, self.worker, lease)
         return True
 
-    def _run(self, job, task):
-        """Compile, resume, run; True when the engine was suspended (we are stopping)."""
-        job_context = self._task_context(task)
-        if hasattr(job_context, 'update_store'):
-            job_context.update_store()  # pool threads are reused: this task's context
-        LOG.info('Job %s: running task %s (%s) as %s', job.uuid, task['id'], task['type'],
-                 self.worker)
-        flow_detail = self._flow_detail_from_job(job)
-        persisted = [atom_detail.name for atom_detail in flow_detail]
-        store = dict((flow_detail.meta or {}).get('store') or {})
-        store.update((job.details or {}).get('store') or {})
-        # Rebuilds the flow with the factory saved in the flow detail (jobboard.flow_factory).
-        engine = engines.load_from_detail(flow_detail, store=store, engine=self._engine,
-                                          backend=self._persistence, **self._engine_options)
-        engine.compile()
-        engine.prepare()
-        if fail_interrupted_atoms(engine.storage, persisted) and task['work']:
+    def _listeners_from_job(self, job, engine):
+        """TaskFlow's extension point for listeners on each job's engine."""
+        return super()._listeners_from_job(job, engine) + [SuspensionLog(engine, job)]
+
+    def _on_prepared(self, _event, details):
+        """Atoms a dead conductor left RUNNING fail as interrupted, before the run."""
+        engine, job = details['engine'], details['job']
+        if not fail_interrupted_atoms(engine.storage, atom_names(engine)):
+            return
+        task = lifecycle.load(self._repo, (job.details or {}).get('task_id'))
+        if task is not None:
             # What the dead conductor recorded (an image half written into the store, an
             # export's segments) is removed first, the way recovery does it; the reverts
             # that follow find nothing left and the failure is recorded last.
-            plugin = executor_mod.load_flow_plugin(task['type'])
-            plugin.cleanup(jobboard.make_job(task, self._conf), dict(task['work']))
-        engine.validate()
-        suspended = False
-        for _state in engine.run_iter():
-            if not suspended and self._wait_timeout.is_stopped():
-                LOG.info('Conductor stopping: suspending job %s after its current step',
-                         job.uuid)
-                engine.suspend()
-                suspended = True
-        return engine.storage.get_flow_state() == states.SUSPENDED
+            lifecycle.cleanup(jobboard.make_job(task, self._conf, self._repo))
 
     def _task_context(self, task):
-        return jobboard.make_job(task, self._conf).context
+        return jobboard.make_job(task, self._conf, self._repo).context
 
-    def _settle(self, job, task_id, suspended):
+    def _settle(self, job, task_id, consume):
         """The task must be final before its job goes; True consumes the job."""
         try:
-            task = self._repo.get_any(task_id)
+            task = lifecycle.load(self._repo, task_id)
+            if task is not None and not task.final:
+                if not consume:
+                    return False  # stopping: another conductor resumes it
+                # The flow could not even revert properly (or could not be loaded).
+                if lifecycle.settle(jobboard.make_job(task, self._conf, self._repo)) == \
+                        lifecycle.NOT_OURS:
+                    return False
         except Exception:
-            LOG.exception('Job %s: cannot read task %s; leaving the job', job.uuid, task_id)
+            LOG.exception('Job %s: cannot settle task %s; leaving the job', job.uuid, task_id)
             return False
-        if task is None or task['status'] in db_api.FINAL_STATUSES:
-            self._forget_book(job)
-            return True
-        if task['worker'] != self.worker:
-            LOG.warning('Task %s was taken over by %s meanwhile', task_id, task['worker'])
-            return False
-        if suspended:
-            return False
-        # The flow could not even revert properly (or the factory failed): what the flow
-        # recorded is removed here and the task fails, as the in-process executor does.
-        LOG.error('Task %s did not record its outcome; failing it (left: %s)', task_id,
-                  task['work'])
-        if task['work']:
-            try:
-                plugin = executor_mod.load_flow_plugin(task['type'])
-                plugin.cleanup(jobboard.make_job(task, self._conf), dict(task['work']))
-            except Exception:
-                LOG.exception('Cleaning up after task %s failed; left: %s', task_id,
-                              task['work'])
-        self._repo.finish(task_id, self.worker, 'failure',
-                          self._conf.rax_tasks.task_time_to_live, message=messages.UNEXPECTED)
-        self._forget_book(job)
         return True
 
-    def _forget_book(self, job):
-        """A finished task's flow state is of no further use."""
-        if self._persistence is None or not getattr(job, 'book_uuid', None):
-            return
-        try:
-            with contextlib.closing(self._persistence.get_connection()) as conn:
-                conn.destroy_logbook(job.book_uuid)
-        except tf_exc.NotFound:
-            pass
-        except Exception:
-            LOG.warning('Could not remove the logbook of job %s', job.uuid, exc_info=True)
+
+class SuspensionLog(tf_listeners.Listener):
+    """Says which job a stopping conductor suspends (and so gives back to the board)."""
+
+    def __init__(self, engine, job):
+        super().__init__(engine, task_listen_for=(), retry_listen_for=(),
+                         flow_listen_for=(states.SUSPENDING,))
+        self.job = job
+
+    def _flow_receiver(self, state, details):
+        LOG.info('Conductor stopping: suspending job %s after its current step',
+                 self.job.uuid)
+
+
+def _forget_book(_event, details):
+    """A consumed job's task is final: its flow state is of no further use."""
+    job, persistence = details['job'], details.get('persistence')
+    if persistence is None or not getattr(job, 'book_uuid', None):
+        return
+    try:
+        with contextlib.closing(persistence.get_connection()) as conn:
+            conn.destroy_logbook(job.book_uuid)
+    except tf_exc.NotFound:
+        pass
+    except Exception:
+        LOG.warning('Could not remove the logbook of job %s', job.uuid, exc_info=True)
+
+
+def atom_names(engine):
+    """Names of the atoms of a compiled engine's flow (tasks and retries)."""
+    graph = engine.compilation.execution_graph
+    return [node.name for node, data in graph.nodes(data=True)
+            if data.get('kind') in ('task', 'retry')]
 
 
 class OrphanSweeper:
@@ -287,31 +295,23 @@ class OrphanSweeper:
         import datetime
 
         now = now or db_api.utcnow()
-        old = [t for t in self.repo.active()
-               if now - t['created_at'] > datetime.timedelta(seconds=self.grace)]
+        old = [t for t in lifecycle.active(self.repo)
+               if now - t.created_at > datetime.timedelta(seconds=self.grace)]
         if not old:
             return []
         # Listed after the tasks were read: a job posted meanwhile is seen.
         posted = {(job.details or {}).get('task_id') for job in self.board.iterjobs()}
         failed = []
-        worker = executor_mod.worker_id()
+        worker = lifecycle.worker_id()
         for task in old:
-            if task['id'] in posted:
+            if task.id in posted:
                 continue
-            if not self.repo.take_over(task, worker, self.conf.rax_tasks.lease_seconds):
+            if not lifecycle.take_over(self.repo, task, worker,
+                                       self.conf.rax_tasks.lease_seconds):
                 continue
-            if task['work']:
-                try:
-                    plugin = executor_mod.load_flow_plugin(task['type'])
-                    plugin.cleanup(jobboard.make_job(task, self.conf), dict(task['work']))
-                except Exception:
-                    LOG.exception('Cleaning up after orphaned task %s failed', task['id'])
-            self.repo.finish(task['id'], worker, 'failure',
-                             self.conf.rax_tasks.task_time_to_live,
-                             message=messages.INTERRUPTED)
-            LOG.warning('Task %s (%s) had no job on the board; failed it', task['id'],
-                        task['type'])
-            failed.append(task['id'])
+            lifecycle.fail(jobboard.make_job(task, self.conf, self.repo), messages.INTERRUPTED)
+            LOG.warning('Task %s (%s) had no job on the board; failed it', task.id, task.type)
+            failed.append(task.id)
         return failed
 
 
@@ -339,13 +339,18 @@ class NonBlockingConductor(_TaskDispatch, impl_nonblocking.NonBlockingConductor)
     """Up to `max_simultaneous_jobs` jobs at once, in a thread pool."""
 
 
-def make_conductor(conf, board, persistence, repo, name):
-    """The conductor `[rax_jobboard]` asks for, around a claim-keeping `board`."""
-    opts = conf.rax_jobboard
-    cls = NonBlockingConductor if opts.conductor_type == 'nonblocking' else BlockingConductor
-    max_jobs = opts.max_simultaneous_jobs if opts.conductor_type == 'nonblocking' else 1
-    conductor = cls(name, board, persistence=persistence, engine='serial',
-                    wait_timeout=opts.poll_interval, max_simultaneous_jobs=max_jobs)
-    conductor._setup_tasks(conf, repo)
-    return conductor
+CONDUCTOR_KINDS = {'blocking': 'rax-glance-blocking', 'nonblocking': 'rax-glance-nonblocking'}
 
+
+def make_conductor(conf, board, persistence, repo, name):
+    """The conductor `[rax_jobboard]` asks for, around a claim-keeping `board`, fetched from
+    TaskFlow's `taskflow.conductors` entry points (this bundle declares its two there)."""
+    from taskflow.conductors import backends as tf_conductors
+
+    opts = conf.rax_jobboard
+    max_jobs = opts.max_simultaneous_jobs if opts.conductor_type == 'nonblocking' else 1
+    return tf_conductors.fetch(CONDUCTOR_KINDS[opts.conductor_type], name, board,
+                               persistence=persistence, engine='serial',
+                               wait_timeout=opts.poll_interval,
+                               max_simultaneous_jobs=max_jobs, tasks_conf=conf,
+                               task_repo=repo)

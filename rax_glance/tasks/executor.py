@@ -11,179 +11,63 @@ a lease it renews. A task whose worker is gone (its pid on this host is dead, or
 out) is taken over by any live process: a `pending` task runs again, a `processing` one is
 failed with a clear message after its partial work (recorded in the row as the flow goes) is
 removed.
+
+The task record, the outcome bookkeeping and the user messages are `lifecycle`'s, shared with
+the jobboard executor and its conductors.
 """
 
 import abc
 import concurrent.futures
 import os
-import socket
 import threading
-import uuid
 
 import stevedore
 import taskflow.engines
 from oslo_log import log as logging
 
-from rax_glance import errors as engine_errors
+from rax_glance.tasks import lifecycle
 from rax_glance.tasks import messages
 from rax_glance.tasks.db import api as db_api
 
 LOG = logging.getLogger(__name__)
 
-FLOW_NAMESPACE = 'rax_glance.flows'
 EXECUTOR_NAMESPACE = 'rax_glance.task_executors'
 
-_WORKER = {'pid': None, 'id': None}
-
-# Keystone credentials of the request that created a task, kept in this process's memory only
-# (never in the database) while its flow runs: in keystone mode Swift is reached with them.
-_REQUEST_AUTH = {}
-_REQUEST_AUTH_LOCK = threading.Lock()
-
-
-def stash_request_auth(task_id, auth_token, service_catalog):
-    if auth_token:
-        with _REQUEST_AUTH_LOCK:
-            _REQUEST_AUTH[task_id] = (auth_token, service_catalog)
-
-
-def request_auth(task_id):
-    """(auth_token, service_catalog) of the creating request, or (None, None)."""
-    with _REQUEST_AUTH_LOCK:
-        return _REQUEST_AUTH.get(task_id, (None, None))
-
-
-def _drop_request_auth(task_id):
-    with _REQUEST_AUTH_LOCK:
-        _REQUEST_AUTH.pop(task_id, None)
-
-
-def worker_id():
-    """This process's id; regenerated after a fork (gunicorn forks its workers)."""
-    pid = os.getpid()
-    if _WORKER['pid'] != pid:
-        _WORKER.update(pid=pid, id='%s:%d:%s' % (socket.gethostname(), pid,
-                                                 uuid.uuid4().hex[:8]))
-    return _WORKER['id']
-
-
-def worker_is_dead(worker):
-    """True only when we know for sure: a process of this host that no longer runs."""
-    try:
-        host, pid, _token = worker.rsplit(':', 2)
-        pid = int(pid)
-    except (AttributeError, ValueError):
-        return False
-    if host != socket.gethostname():
-        return False
-    if pid == os.getpid():
-        return worker != worker_id()
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def load_flow_plugin(task_type):
-    return stevedore.DriverManager(FLOW_NAMESPACE, task_type, invoke_on_load=True).driver
-
-
-class Job:
-    """What a flow needs about its task: record, context, config, and a work log."""
-
-    def __init__(self, task, context, conf, repo, worker):
-        self.task = task
-        self.id = task['id']
-        self.input = task['input']
-        self.context = context
-        self.conf = conf
-        self.repo = repo
-        self.worker = worker
-        self.work = dict(task.get('work') or {})
-        self._lock = threading.Lock()
-
-    def remember(self, key, value):
-        """Record a created artefact before it exists, so recovery can remove it."""
-        with self._lock:
-            self.work[key] = value
-            self.repo.record_work(self.id, self.worker, self.work)
-
-    def forget(self, key):
-        with self._lock:
-            if self.work.pop(key, None) is not None:
-                self.repo.record_work(self.id, self.worker, self.work)
-
-
-def user_message(exc):
-    """The task message for a failure; None for an unexpected error."""
-    if isinstance(exc, messages.TaskFailed):
-        return exc.message
-    if isinstance(exc, engine_errors.ImageError):
-        return exc.message
-    return None
+# The lifecycle's pieces under their historical names here (deployed plugins import them).
+FLOW_NAMESPACE = lifecycle.FLOW_NAMESPACE
+Job = lifecycle.Job
+worker_id = lifecycle.worker_id
+worker_is_dead = lifecycle.worker_is_dead
+stash_request_auth = lifecycle.stash_request_auth
+request_auth = lifecycle.request_auth
+user_message = lifecycle.user_message
+load_flow_plugin = lifecycle.load_flow_plugin
 
 
 def run_task(repo, conf, task, worker, make_context):
-    """Run one claimed task's flow to its end and record the outcome; never raises."""
-    job = None
+    """Run one claimed task's flow to its end and record the outcome; never raises.
+
+    Returns 'success', 'failure', or 'lost' (succeeded here, but another worker had taken
+    the task over meanwhile)."""
+    task = lifecycle.Task.of(task)
+    job = lifecycle.Job(task, None, conf, repo, worker, make_context=make_context)
     try:
-        context = make_context(task)
+        context = job.context
         if hasattr(context, 'update_store'):
             # Pool threads are reused: make this task's context the current one for logs.
             context.update_store()
-        job = Job(task, context, conf, repo, worker)
-        plugin = load_flow_plugin(task['type'])
-        flow = plugin.build(job)
-        engine = taskflow.engines.load(flow, engine='serial')
-        engine.run()
-        result = plugin.result(job, engine.storage)
-    except Exception as exc:  # the flow reverted already; record why it failed
-        cause = _unwrap(exc)
-        message = user_message(cause)
-        if message is None:
-            LOG.exception('Task %s (%s) failed unexpectedly', task['id'], task['type'])
-            message = messages.UNEXPECTED
-        else:
-            LOG.info('Task %s (%s) failed: %s', task['id'], task['type'],
-                     getattr(cause, 'detail', message))
-        if job is not None and job.work:
-            # Reverts should have removed everything; anything left is retried here.
-            _cleanup(repo, conf, task, job.work, job.context)
-        repo.finish(task['id'], worker, 'failure', conf.rax_tasks.task_time_to_live,
-                    message=message)
+        taskflow.engines.load(lifecycle.wrap(job), engine='serial').run()
+    except Exception as exc:
+        # The flow reverted and recorded its failure already, unless it could not even be
+        # built: then it is recorded here.
+        message = lifecycle.user_message(exc)
+        settled = lifecycle.settle(job, message or messages.UNEXPECTED)
+        if settled == lifecycle.FAILED_HERE and message is None:
+            LOG.exception('Task %s (%s) failed unexpectedly', task.id, task.type)
         return 'failure'
     finally:
-        _drop_request_auth(task['id'])
-    if not repo.finish(task['id'], worker, 'success', conf.rax_tasks.task_time_to_live,
-                       result=result):
-        LOG.warning('Task %s finished here but another process had taken it over (and '
-                    'cleaned it up); its outcome is that process\'s', task['id'])
-        return 'lost'
-    LOG.info('Task %s (%s) succeeded: %s', task['id'], task['type'], result)
-    return 'success'
-
-
-def _unwrap(exc):
-    """TaskFlow re-raises a single failure as is; a WrappedFailure holds several."""
-    from taskflow import exceptions as tf_exc
-
-    if isinstance(exc, tf_exc.WrappedFailure):
-        for failure in exc:
-            if failure.exception is not None:
-                return failure.exception
-    return exc
-
-
-def _cleanup(repo, conf, task, work, context):
-    try:
-        plugin = load_flow_plugin(task['type'])
-        plugin.cleanup(Job(dict(task, work=work), context, conf, repo, task.get('worker')),
-                       work)
-    except Exception:
-        LOG.exception('Cleaning up after task %s failed; left: %s', task['id'], work)
+        lifecycle.drop_request_auth(task.id)
+    return 'success' if job.outcome == 'success' else 'lost'
 
 
 class TaskExecutor(abc.ABC):
@@ -257,8 +141,8 @@ class InProcessExecutor(TaskExecutor):
             if not self.repo.claim(task_id, worker, self.lease):
                 LOG.info('Task %s is no longer ours to run', task_id)
                 return
-            task = self.repo.get_any(task_id)
-            run_task(self.repo, self.conf, task, worker, self.make_context)
+            run_task(self.repo, self.conf, self.repo.get_any(task_id), worker,
+                     self.make_context)
         except Exception:
             LOG.exception('Task %s: executor error', task_id)
         finally:
@@ -289,38 +173,35 @@ class InProcessExecutor(TaskExecutor):
         """Take over tasks whose process is gone; returns the ids handled."""
         handled = []
         now = db_api.utcnow()
-        for task in self.repo.active():
-            if task['worker'] == self.worker:
+        for task in lifecycle.active(self.repo):
+            if task.worker == self.worker:
                 continue
-            lease = task['lease_until']
-            expired = lease is None or lease < now
-            if not (expired or worker_is_dead(task['worker'])):
+            expired = task.lease_until is None or task.lease_until < now
+            if not (expired or worker_is_dead(task.worker)):
                 continue
-            if not self.repo.take_over(task, self.worker, self.lease):
+            if not lifecycle.take_over(self.repo, task, self.worker, self.lease):
                 continue  # another live process took it
-            handled.append(task['id'])
-            self._hold(task['id'])
-            if task['status'] == 'pending':
+            handled.append(task.id)
+            self._hold(task.id)
+            if task.status == 'pending':
                 LOG.warning('Task %s was waiting in dead worker %s; running it here',
-                            task['id'], task['worker'])
-                self.pool.submit(self._run, task['id'])
+                            task.id, task.worker)
+                self.pool.submit(self._run, task.id)
             else:
                 LOG.warning('Task %s was interrupted in dead worker %s; failing it and '
-                            'removing %s', task['id'], task['worker'], task['work'])
+                            'removing %s', task.id, task.worker, task.work)
                 self.pool.submit(self._fail_interrupted, task)
         return handled
 
     def _fail_interrupted(self, task):
         try:
-            if task['work']:
-                _cleanup(self.repo, self.conf, task, task['work'], self.make_context(task))
-            self.repo.finish(task['id'], self.worker, 'failure',
-                             self.conf.rax_tasks.task_time_to_live,
-                             message=messages.INTERRUPTED)
+            lifecycle.fail(lifecycle.Job(task, None, self.conf, self.repo, self.worker,
+                                         make_context=self.make_context),
+                           messages.INTERRUPTED)
         except Exception:
-            LOG.exception('Failing interrupted task %s failed', task['id'])
+            LOG.exception('Failing interrupted task %s failed', task.id)
         finally:
-            self._release(task['id'])
+            self._release(task.id)
 
 
 def load_executor(conf, repo, make_context):

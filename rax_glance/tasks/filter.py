@@ -22,6 +22,7 @@ from oslo_log import log as logging
 
 from rax_glance import policies
 from rax_glance.tasks import executor as executor_mod
+from rax_glance.tasks import lifecycle
 from rax_glance.tasks import options
 from rax_glance.tasks import schemas
 from rax_glance.tasks import validation
@@ -48,28 +49,8 @@ def _error(status, message, headers=None):
     return _json(status, {'code': int(code), 'title': title, 'message': message}, headers)
 
 
-def background_context(task):
-    """A Glance request context for the task's project and user, for flows."""
-    from glance import context as glance_context
-
-    auth_token, service_catalog = executor_mod.request_auth(task['id'])
-    return glance_context.RequestContext(
-        user_id=task['user_id'], project_id=task['owner'], roles=list(task['roles']),
-        auth_token=auth_token, service_catalog=service_catalog,
-        policy_enforcer=_shared_enforcer())
-
-
-_ENFORCER = {}
-_ENFORCER_LOCK = threading.Lock()
-
-
-def _shared_enforcer():
-    with _ENFORCER_LOCK:
-        if 'enforcer' not in _ENFORCER:
-            from glance.api import policy as glance_policy
-
-            _ENFORCER['enforcer'] = glance_policy.Enforcer()
-        return _ENFORCER['enforcer']
+# Flows act in this context (the executor side owns it; kept here under its old name).
+background_context = lifecycle.background_context
 
 
 class TasksFilter:
@@ -99,7 +80,7 @@ class TasksFilter:
             with self._lock:
                 if self._executor is None:
                     self._executor = executor_mod.load_executor(self.conf, repo,
-                                                                background_context)
+                                                                lifecycle.background_context)
         self._executor.start()
         return self._executor
 
@@ -224,7 +205,7 @@ class TasksFilter:
                                'tasks, the most allowed at once. Please wait for one of '
                                'them to finish, then submit the task again.'
                           % opts.max_unfinished_tasks_per_project, {'Retry-After': '60'})
-        executor_mod.stash_request_auth(task['id'], getattr(ctx, 'auth_token', None),
+        lifecycle.stash_request_auth(task['id'], getattr(ctx, 'auth_token', None),
                                         getattr(ctx, 'service_catalog', None))
         executor.submit(task['id'])
         LOG.info('Task %s (%s) created for project %s', task['id'], task_type,

@@ -10,10 +10,10 @@ The board is Redis by default (`[rax_jobboard] board = redis`); ZooKeeper (`zook
 needs the `kazoo` package) and etcd are a matter of configuration: the board type, hosts and
 any backend option come from `[rax_jobboard]`.
 
-Every flow runs wrapped between two bookkeeping atoms (see `flow_factory`): the first one's
-revert records the task's failure with the same message the in-process executor gives; the
-last one records success and `result`. So task status and messages do not depend on the
-executor.
+Every flow runs wrapped between the two bookkeeping atoms of `lifecycle.wrap` (see
+`flow_factory`), as in the in-process executor: the first one's revert records the task's
+failure and message, the last one records success and `result`. So task status and
+messages do not depend on the executor.
 """
 
 import contextlib
@@ -25,8 +25,10 @@ from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import netutils
 from oslo_utils import uuidutils
+from taskflow.persistence.backends import impl_sqlalchemy
 
 from rax_glance.tasks import executor as executor_mod
+from rax_glance.tasks import lifecycle
 from rax_glance.tasks import messages
 from rax_glance.tasks import options as task_options
 
@@ -131,31 +133,38 @@ _SCHEMA_LOCK = threading.Lock()
 
 def fetch_persistence(conf):
     """TaskFlow's SQL persistence, its tables made sure of (idempotent, once per process)."""
-    from taskflow.persistence import backends as tf_backends
-
     from rax_glance.tasks.db import api as db_api
 
     url = persistence_url(conf)
     # The task records' engine: one pool per process, and sqlite waits for its lock.
-    backend = tf_backends.fetch({'connection': url}, engine=db_api.get_engine(url))
+    backend = SharedConnectionBackend({'connection': url}, engine=db_api.get_engine(url))
     with _SCHEMA_LOCK:
         if url not in _SCHEMA_READY:
             ensure_schema(backend, dedicated=bool(conf.rax_jobboard.persistence_connection))
             _SCHEMA_READY.add(url)
-    _share_connection(backend)
     return backend
 
 
-def _share_connection(backend):
-    """TaskFlow's SQL backend builds a new connection object -- a MetaData with its three
+class SharedConnectionBackend(impl_sqlalchemy.SQLAlchemyBackend):
+    """TaskFlow's SQL persistence backend with one connection object per backend.
+
+    TaskFlow's SQL backend builds a new connection object -- a MetaData with its three
     Table objects -- for every state change of every atom, which costs more CPU than the
     SQL itself. That object holds nothing else (each call opens its own transaction on the
-    engine), so one per backend serves every thread."""
-    from taskflow.persistence.backends import impl_sqlalchemy
+    engine), so one per backend serves every thread: this overrides the public
+    `get_connection` of the class `taskflow.persistence.backends.fetch` returns for a SQL
+    URL."""
 
-    if isinstance(backend, impl_sqlalchemy.SQLAlchemyBackend):
-        shared = backend.get_connection()
-        backend.get_connection = lambda: shared
+    def __init__(self, conf, engine=None):
+        super().__init__(conf, engine=engine)
+        self._shared = None
+        self._shared_lock = threading.Lock()
+
+    def get_connection(self):
+        with self._shared_lock:
+            if self._shared is None:
+                self._shared = super().get_connection()
+            return self._shared
 
 
 def ensure_schema(backend, dedicated):
@@ -207,130 +216,25 @@ def task_repo(conf):
         return repo
 
 
-def make_job(task, conf=None):
-    """The `executor.Job` of a task for this process (a conductor)."""
-    from rax_glance.tasks import filter as tasks_filter
-
+def make_job(task, conf=None, repo=None):
+    """The `lifecycle.Job` of a task for this process (a conductor)."""
     conf = conf or cfg.CONF
-    context = tasks_filter.background_context(task)
-    return executor_mod.Job(task, context, conf, task_repo(conf), executor_mod.worker_id())
+    return lifecycle.Job(task, None, conf, repo or task_repo(conf), lifecycle.worker_id(),
+                         make_context=lifecycle.background_context)
 
 
 def flow_factory(task_id, task_type):
     """Flow factory saved in each job's flow detail; runs in the conductor process.
 
-    The task's own flow (the `rax_glance.flows` plugin) between the bookkeeping atoms. The
-    conductor has taken the task record over before calling it, so the plugin's recorded
-    work (what to remove on failure) is this process's to update.
+    The task's own flow (the `rax_glance.flows` plugin) between the bookkeeping atoms of
+    `lifecycle.wrap`. The conductor has taken the task record over before calling it, so
+    the plugin's recorded work (what to remove on failure) is this process's to update.
     """
-    from taskflow.patterns import linear_flow
-
     conf = cfg.CONF
-    task = task_repo(conf).get_any(task_id)
+    task = lifecycle.load(task_repo(conf), task_id)
     if task is None:
         raise LookupError('task %s has no record (expired?)' % task_id)
-    job = make_job(task, conf)
-    plugin = executor_mod.load_flow_plugin(task_type)
-    inner = plugin.build(job)
-    return linear_flow.Flow('rax-task-%s' % task_id).add(
-        RecordFailure(job, plugin), inner, RecordSuccess(job, plugin, inner.provides))
-
-
-def failure_message(job, flow_failures):
-    """The task message for the failures of a reverted flow (as the in-process executor)."""
-    for failure in (flow_failures or {}).values():
-        exc = failure.exception
-        if exc is not None:
-            message = executor_mod.user_message(executor_mod._unwrap(exc))
-        else:
-            # A failure loaded back from persistence keeps its type names and text only.
-            message = _persisted_message(failure)
-        if message is not None:
-            LOG.info('Task %s (%s) failed: %s', job.id, job.task['type'], message)
-            return message
-        LOG.error('Task %s (%s) failed unexpectedly: %s', job.id, job.task['type'],
-                  failure.pformat(traceback=True))
-        return messages.UNEXPECTED
-    return messages.UNEXPECTED
-
-
-def _persisted_message(failure):
-    from rax_glance import errors as engine_errors
-
-    if failure.check(messages.TaskFailed):
-        return failure.exception_str
-    if failure.check(engine_errors.ImageError):
-        code, _, _rest = (failure.exception_str or '').partition(':')
-        try:
-            return engine_errors.MESSAGES[int(code)]
-        except (KeyError, ValueError):
-            return engine_errors.MESSAGES[engine_errors.ImageError.code]
-    return None
-
-
-def _tf_task_base():
-    from taskflow import task as tf_task
-
-    return tf_task.Task
-
-
-class RecordFailure(_tf_task_base()):
-    """First atom. Its revert runs last, after every other atom undid its work: it removes
-    whatever recorded work is left and records the failure and its message."""
-
-    def __init__(self, job, plugin):
-        super().__init__(name='rax_record_failure')
-        self.job = job
-        self.plugin = plugin
-
-    def execute(self):
-        LOG.info('Task %s (%s) running in %s', self.job.id, self.job.task['type'],
-                 self.job.worker)
-
-    def revert(self, *args, **kwargs):
-        job = self.job
-        message = failure_message(job, kwargs.get('flow_failures'))
-        if job.work:
-            try:
-                self.plugin.cleanup(job, dict(job.work))
-            except Exception:
-                LOG.exception('Cleaning up after task %s failed; left: %s', job.id, job.work)
-        finished = job.repo.finish(job.id, job.worker, 'failure',
-                                   job.conf.rax_tasks.task_time_to_live, message=message)
-        if not finished:
-            LOG.warning('Task %s: not recording the failure, another worker holds it', job.id)
-
-
-class _Values:
-    """The storage-like `fetch` a plugin's `result()` expects, over the flow's values."""
-
-    def __init__(self, values):
-        self._values = values
-
-    def fetch(self, name):
-        return self._values[name]
-
-
-class RecordSuccess(_tf_task_base()):
-    """Last atom: the task's `result` from the flow's values, status `success`."""
-
-    def __init__(self, job, plugin, names):
-        super().__init__(name='rax_record_success', requires=sorted(names))
-        self.job = job
-        self.plugin = plugin
-
-    def execute(self, **values):
-        job = self.job
-        result = self.plugin.result(job, _Values(values))
-        if job.repo.finish(job.id, job.worker, 'success',
-                           job.conf.rax_tasks.task_time_to_live, result=result):
-            LOG.info('Task %s (%s) succeeded: %s', job.id, job.task['type'], result)
-        else:
-            LOG.warning('Task %s: not recording success, another worker holds it', job.id)
-        return result
-
-    def revert(self, *args, **kwargs):
-        pass  # it only records
+    return lifecycle.wrap(make_job(task, conf))
 
 
 # -- the executor glance-api loads ----------------------------------------------------------
@@ -384,8 +288,8 @@ class JobboardExecutor(executor_mod.TaskExecutor):
 
     def submit(self, task_id):
         task = self.repo.get_any(task_id)
-        token, catalog = executor_mod.request_auth(task_id)
-        executor_mod._drop_request_auth(task_id)  # it travels with the job from here
+        # The credentials travel with the job from here.
+        token, catalog = lifecycle.pop_request_auth(task_id)
         auth = {'token': token, 'catalog': catalog} if token else None
         try:
             self.start()
@@ -393,9 +297,8 @@ class JobboardExecutor(executor_mod.TaskExecutor):
         except Exception:
             # The task must not wait forever for a job that does not exist.
             LOG.exception('Task %s: posting its job failed; failing the task', task_id)
-            self.repo.finish(task_id, self.worker, 'failure',
-                             self.conf.rax_tasks.task_time_to_live,
-                             message=messages.UNEXPECTED)
+            lifecycle.fail(lifecycle.Job(task, None, self.conf, self.repo, self.worker),
+                           messages.UNEXPECTED)
             return None
         LOG.info('Task %s (%s) posted as job %s', task_id, task['type'], job.uuid)
         return job

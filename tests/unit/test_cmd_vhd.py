@@ -1,5 +1,6 @@
 """The rax-glance-vhd operator CLI contract."""
 
+import io
 import json
 import os
 import shutil
@@ -8,7 +9,10 @@ import sys
 
 import pytest
 
+from rax_glance import errors
 from rax_glance.cmd import vhd as cli
+from rax_glance.vhd import format as fmt
+from rax_glance.vhd import reader as vhd_reader
 from tests.unit.test_windows import NTFS
 from tests.unit.test_windows import disk as windows_disk
 from tests.unit.test_windows import mbr
@@ -217,3 +221,179 @@ def test_closed_pipe_ends_quietly(tmp_path, good_vhd):
         capture_output=True, text=True, check=True)
     assert proc.stderr == ''
     assert proc.stdout.strip() == str(cli.EXIT_BROKEN_PIPE)
+
+
+# -- issue 14: check and convert read VHD files by position ------------------
+
+def _sparse_fixed(tmp_path, size=8 * MIB):
+    """A fixed VHD file whose middle is a hole of the file system."""
+    data = bytearray(size)
+    data[:4096] = b'\x44' * 4096
+    data[size - MIB:size - MIB + 4096] = b'\x55' * 4096
+    image = builder.fixed(bytes(data))
+    path = tmp_path / 'sparse-fixed.vhd'
+    with open(path, 'wb') as f:
+        f.write(image[:4096])
+        f.seek(size - MIB)
+        f.write(image[size - MIB:])
+    assert path.read_bytes() == image
+    return path, bytes(data)
+
+
+def test_file_input_reader_skips_holes_and_reads_the_same(tmp_path):
+    path, expected = _sparse_fixed(tmp_path)
+    size = os.path.getsize(path)
+    with open(path, 'rb') as f:
+        reader = vhd_reader.StreamReader(f, size, file_input=True)
+        seen = bytearray(len(expected))
+        offsets = []
+        for offset, data in reader.extents():
+            seen[offset:offset + len(data)] = data
+            offsets.append((offset, len(data)))
+        assert bytes(seen) == expected
+        # The hole between 4 KiB and 7 MiB was never read.
+        assert all(offset + length <= 4096 or offset >= 4096
+                   for offset, length in offsets)
+        assert sum(length for _, length in offsets) < 3 * MIB
+        assert f.tell() == 0          # read by position only
+    assert stream_read(path.read_bytes())[0] == expected
+
+
+def test_file_input_reader_refuses_what_the_stream_refuses(tmp_path):
+    path, _ = _sparse_fixed(tmp_path)
+    image = bytearray(path.read_bytes())
+    image[-512 + 64:-512 + 68] = b'\0\0\0\0'       # footer checksum
+    bad = tmp_path / 'bad.vhd'
+    bad.write_bytes(image)
+    with open(bad, 'rb') as f, pytest.raises(errors.ImageError) as exc:
+        vhd_reader.StreamReader(f, len(image), file_input=True).validate()
+    with pytest.raises(type(exc.value)):
+        stream_read(bytes(image))
+    # A file that grew after its size was taken is refused too.
+    with open(path, 'rb') as f, pytest.raises(errors.ImageError):
+        vhd_reader.StreamReader(f, os.path.getsize(path) - 512,
+                                file_input=True).validate()
+
+
+def test_convert_to_raw_sparse_fixed_and_out_of_order_dynamic(capsys,
+                                                              tmp_path):
+    path, expected = _sparse_fixed(tmp_path)
+    out = tmp_path / 'out.raw'
+    assert run(capsys, 'convert', '--to', 'raw', path, out)[0] == 0
+    assert out.read_bytes() == expected
+    assert os.stat(out).st_blocks * 512 < 2 * MIB      # zeros stay holes
+    # More blocks than writes in flight, stored in reverse order, partly
+    # set bitmaps: recycled read buffers must not leak into the output.
+    disk = builder.Dynamic(24 * MIB)
+    for index in range(12):
+        disk.write(index * 2 * MIB, bytes([index + 1]) * MIB)
+        disk.write(index * 2 * MIB + MIB + 4096, bytes([0xA0 + index]) * 512)
+    disk.order = list(reversed(range(12)))
+    vhd = tmp_path / 'reversed.vhd'
+    vhd.write_bytes(disk.build())
+    assert run(capsys, 'convert', '--to', 'raw', vhd, out)[0] == 0
+    assert out.read_bytes() == stream_read(vhd.read_bytes())[0]
+    if QEMU_IMG:
+        back = tmp_path / 'qemu.raw'
+        subprocess.run([QEMU_IMG, 'convert', '-f', 'vpc', '-O', 'raw',
+                        str(vhd), str(back)], check=True)
+        assert back.read_bytes() == out.read_bytes()
+
+
+def test_convert_to_raw_bad_inputs_exit_1_without_traceback(capsys,
+                                                            tmp_path):
+    paths, _ = make_chain(tmp_path)
+    out = tmp_path / 'out.raw'
+    code, _, err = run(capsys, 'convert', '--to', 'raw', paths[0], out)
+    assert code == 1 and 'Traceback' not in err
+    assert 'parent' in err
+    assert not out.exists()             # refused before the output exists
+    disk = builder.Dynamic(6 * MIB)
+    disk.write(0, b'\x66' * MIB)
+    data = disk.build()
+    truncated = tmp_path / 'truncated.vhd'
+    truncated.write_bytes(data[:-(MIB // 2)])
+    code, _, err = run(capsys, 'convert', '--to', 'raw', truncated, out)
+    assert code == 1 and 'Traceback' not in err
+    code, _, err = run(capsys, 'check', truncated)
+    assert code == 1 and 'Traceback' not in err
+
+
+def test_check_by_position_matches_streamed_check(capsys, tmp_path):
+    path, _ = _sparse_fixed(tmp_path)
+    code, out, _ = run(capsys, 'check', '--json', path)
+    assert code == 0
+    by_position = json.loads(out)
+    with open(path, 'rb') as f:
+        streamed = cli._check_vhd(f, os.path.getsize(path),
+                                  cli.validate.Limits(), 'reject')
+    assert by_position == dict(valid=True, **streamed)
+    # A Windows boot sector after a hole is still found.
+    windows = windows_disk((0, mbr((0x83, 2048, 8192))),
+                           (2048 * 512, NTFS), size=8 * MIB)
+    image = builder.fixed(windows)
+    win = tmp_path / 'win.vhd'
+    with open(win, 'wb') as f:
+        f.write(image[:512])
+        f.seek(2048 * 512)
+        f.write(image[2048 * 512:])
+    code, out, _ = run(capsys, 'check', '--json', win)
+    assert code == 1 and json.loads(out)['code'] == 901
+
+
+def test_is_zero_on_all_shapes():
+    assert fmt.is_zero(b'') and fmt.is_zero(bytes(5 * MIB + 3))
+    for size in (1, 511, 2 * MIB, 2 * MIB + 1, 5 * MIB):
+        for at in (0, size // 2, size - 1):
+            data = bytearray(size)
+            data[at] = 1
+            assert not fmt.is_zero(data)
+            assert not fmt.is_zero(memoryview(data))
+    assert fmt.is_zero(memoryview(bytes(4 * MIB)).cast('I'))
+
+
+def test_read_ahead_keeps_order_errors_and_stops_early():
+    import threading
+
+    def items(fail_at=None):
+        for n in range(50):
+            if n == fail_at:
+                raise errors.StructureError('broken at %d' % n, n)
+            yield n, bytes([n]) * 512
+
+    assert [n for n, _ in cli._read_ahead(items())] == list(range(50))
+    seen = []
+    with pytest.raises(errors.StructureError, match='broken at 7'):
+        for n, _ in cli._read_ahead(items(fail_at=7)):
+            seen.append(n)
+    assert seen == list(range(7))
+    before = threading.active_count()
+    reader = cli._read_ahead(items(), depth=2)
+    assert next(reader)[0] == 0
+    assert threading.active_count() == before + 1
+    reader.close()                   # the producer is stopped and joined
+    assert threading.active_count() == before
+
+
+def test_zeros_are_written_to_devices_not_skipped():
+    """Only a regular file reads zeros where a hole was skipped."""
+    class Device(io.BytesIO):
+        def __init__(self):
+            super().__init__(b'\xee' * (6 * MIB))   # stale content
+            self._null = open(os.devnull, 'wb')
+
+        def fileno(self):
+            return self._null.fileno()            # a character device
+
+    from rax_glance.vhd import content as vhd_content
+    disk = builder.Dynamic(6 * MIB)
+    disk.write(2 * MIB, b'\x33' * MIB)
+    data = disk.build()
+    expected = stream_read(data)[0]
+    source = vhd_content.content_from_stream(io.BytesIO(data), len(data),
+                                             'vhd')
+    device = Device()
+    cli._write(vhd_content.raw_stream(source), device,
+               cli.Progress(len(expected), 'convert'))
+    device._null.close()
+    assert device.getvalue() == expected

@@ -25,6 +25,7 @@ from rax_glance import errors
 from rax_glance.tasks import conductor as conductor_mod
 from rax_glance.tasks import executor as executor_mod
 from rax_glance.tasks import jobboard
+from rax_glance.tasks import lifecycle
 from rax_glance.tasks import messages
 from rax_glance.tasks.db import api as db_api
 from rax_glance.tasks.db import migration
@@ -182,6 +183,9 @@ class FakePlugin:
     def __init__(self):
         self.cleaned = []
 
+    def build(self, job):
+        return self.inner
+
     def result(self, job, storage):
         return {'image_id': storage.fetch('image_id')}
 
@@ -192,14 +196,12 @@ class FakePlugin:
 def _wrapped(conf, repo, fail=None):
     task = _task(repo, worker=executor_mod.worker_id())
     repo.claim(task['id'], executor_mod.worker_id(), 60)
-    job = executor_mod.Job(repo.get_any(task['id']), None, conf, repo,
-                           executor_mod.worker_id())
     plugin, log = FakePlugin(), []
-    inner = linear_flow.Flow('inner').add(
+    job = lifecycle.Job(repo.get_any(task['id']), None, conf, repo, lifecycle.worker_id(),
+                        plugin=plugin)
+    plugin.inner = linear_flow.Flow('inner').add(
         Step('make', log, provides='image_id', job=job), Step('use', log, fail=fail))
-    flow = linear_flow.Flow('outer').add(jobboard.RecordFailure(job, plugin), inner,
-                                         jobboard.RecordSuccess(job, plugin, inner.provides))
-    return task, plugin, log, flow
+    return task, plugin, log, lifecycle.wrap(job, 'outer')
 
 
 def test_success_is_recorded_with_the_plugin_result(conf, repo):
@@ -231,14 +233,15 @@ def test_messages_survive_persistence():
     def reloaded(exc):
         return tf_failure.Failure.from_dict(tf_failure.Failure.from_exception(exc).to_dict())
 
-    job = executor_mod.Job({'id': 't', 'input': {}, 'type': 'import'}, None, None, None, 'w')
+    job = lifecycle.Job({'id': 't', 'input': {}, 'type': 'import', 'owner': 'p',
+                         'user_id': 'u'}, None, None, None, 'w')
     restored = reloaded(messages.TaskFailed(messages.UNSUPPORTED_PROPERTY))
     assert restored.exception is None
-    assert jobboard.failure_message(job, {'a': restored}) == messages.UNSUPPORTED_PROPERTY
-    assert jobboard.failure_message(
+    assert lifecycle.failure_message(job, {'a': restored}) == messages.UNSUPPORTED_PROPERTY
+    assert lifecycle.failure_message(
         job, {'a': reloaded(errors.NullUniqueIdError('zero'))}) == errors.MESSAGES[614]
-    assert jobboard.failure_message(job, {'a': reloaded(KeyError('x'))}) == messages.UNEXPECTED
-    assert jobboard.failure_message(job, {}) == messages.UNEXPECTED
+    assert lifecycle.failure_message(job, {'a': reloaded(KeyError('x'))}) == messages.UNEXPECTED
+    assert lifecycle.failure_message(job, {}) == messages.UNEXPECTED
 
 
 # -- a conductor dying mid-flow --------------------------------------------------------------
@@ -358,17 +361,57 @@ def test_boards_without_claim_expiry_are_used_as_they_are():
 
 
 # -- dispatching -------------------------------------------------------------------------------
+class FakeEngine:
+    """What TaskFlow's dispatch uses of an engine; `run()` stands for the flow's run and
+    returns True when it was suspended."""
+
+    def __init__(self, run):
+        from taskflow.types import notifier
+
+        self._run, self.state = run, 'SUCCESS'
+        self.storage, self.notifier, self.atom_notifier = self, notifier.Notifier(), \
+            notifier.Notifier()
+        self.compilation = self
+        self.execution_graph = self
+
+    def nodes(self, data=False):
+        return []
+
+    def compile(self):
+        pass
+
+    prepare = validate = suspend = compile
+
+    def run_iter(self):
+        if self._run():
+            self.state = 'SUSPENDED'
+        return iter(())
+
+    def get_flow_state(self):
+        return self.state
+
+    def get_atoms_states(self, names):
+        return {}
+
+
+def _runs(dispatcher, repo, run):
+    """The job's flow is `run(job, task)`."""
+    dispatcher._engine_from_job = lambda job: FakeEngine(
+        lambda: run(job, lifecycle.load(repo, job.details['task_id'])))
+
+
 @pytest.fixture
 def dispatcher(conf, repo):
     conductor = conductor_mod.BlockingConductor('test', FakeBoard())
     conductor._setup_tasks(conf, repo)
+    conductor._task_context = lambda task: None  # no Glance policy here
     return conductor
 
 
 def test_jobs_of_finished_or_unknown_tasks_are_consumed_without_running(dispatcher, repo):
     task = _task(repo)
     repo.finish(task['id'], task['worker'], 'success', 48, result={'image_id': 'x'})
-    dispatcher._run = lambda job, task: pytest.fail('must not run')
+    _runs(dispatcher, repo, lambda job, task: pytest.fail('must not run'))
     assert dispatcher._dispatch_job(FakeJob({'task_id': task['id']})) is True
     assert dispatcher._dispatch_job(FakeJob({'task_id': str(uuid.uuid4())})) is True
     assert dispatcher._dispatch_job(FakeJob({})) is True
@@ -379,11 +422,11 @@ def test_the_conductor_takes_the_task_over_before_running(dispatcher, repo):
     seen = {}
 
     def run(job, task):
-        seen.update(repo.get_any(task['id']))
-        repo.finish(task['id'], dispatcher.worker, 'success', 48, result={'image_id': 'i'})
+        seen.update(repo.get_any(task.id))
+        repo.finish(task.id, dispatcher.worker, 'success', 48, result={'image_id': 'i'})
         return False
 
-    dispatcher._run = run
+    _runs(dispatcher, repo, run)
     assert dispatcher._dispatch_job(FakeJob({'task_id': task['id']})) is True
     assert (seen['status'], seen['worker']) == ('processing', dispatcher.worker)
 
@@ -391,7 +434,7 @@ def test_the_conductor_takes_the_task_over_before_running(dispatcher, repo):
 def test_a_task_held_by_someone_else_meanwhile_is_left_alone(dispatcher, repo, monkeypatch):
     task = _task(repo)
     monkeypatch.setattr(repo, 'take_over', lambda *args: False)
-    dispatcher._run = lambda job, task: pytest.fail('must not run')
+    _runs(dispatcher, repo, lambda job, task: pytest.fail('must not run'))
     assert dispatcher._dispatch_job(FakeJob({'task_id': task['id']})) is False
 
 
@@ -401,7 +444,7 @@ def test_a_flow_that_could_not_record_its_outcome_fails_the_task(dispatcher, rep
     def run(job, task):
         raise RuntimeError('the flow factory blew up')
 
-    dispatcher._run = run
+    _runs(dispatcher, repo, run)
     assert dispatcher._dispatch_job(FakeJob({'task_id': task['id']})) is True
     done = repo.get_any(task['id'])
     assert (done['status'], done['message']) == ('failure', messages.UNEXPECTED)
@@ -415,10 +458,10 @@ def test_storage_trouble_and_suspension_leave_the_job_to_another_conductor(dispa
     def run(job, task):
         raise tf_exc.StorageFailure('database went away')
 
-    dispatcher._run = run
+    _runs(dispatcher, repo, run)
     assert dispatcher._dispatch_job(FakeJob({'task_id': task['id']})) is False
     assert repo.get_any(task['id'])['status'] == 'processing'
-    dispatcher._run = lambda job, task: True  # suspended on SIGTERM
+    _runs(dispatcher, repo, lambda job, task: True)  # suspended on SIGTERM
     assert dispatcher._dispatch_job(FakeJob({'task_id': task['id']})) is False
     assert repo.get_any(task['id'])['status'] == 'processing'
 
@@ -442,7 +485,8 @@ def slow_flow():
     return linear_flow.Flow('slow').add(Slow('slow'), Never('never'))
 
 
-def test_sigterm_suspends_the_running_flow_after_its_current_step(conf, repo, tmp_path):
+def test_sigterm_suspends_the_running_flow_after_its_current_step(conf, repo, tmp_path,
+                                                                   caplog):
     """The conductor's own run loop on a real engine: stop() during the first step ->
     the flow is suspended before the second and the job is left for another conductor."""
     persistence = tf_backends.fetch({'connection': 'sqlite:///%s' % (tmp_path / 'f.sqlite')})
@@ -459,6 +503,7 @@ def test_sigterm_suspends_the_running_flow_after_its_current_step(conf, repo, tm
     conductor = conductor_mod.BlockingConductor('test', FakeBoard(), persistence=persistence)
     conductor._setup_tasks(conf, repo)
     conductor._task_context = lambda task: None
+    caplog.set_level('INFO', logger='rax_glance.tasks.conductor')
     STEP_STARTED.clear()
     STEP_RELEASE.clear()
     result = {}
@@ -472,6 +517,7 @@ def test_sigterm_suspends_the_running_flow_after_its_current_step(conf, repo, tm
         STEP_RELEASE.set()
         thread.join(10)
     assert result == {'consume': False}
+    assert 'suspending job %s after its current step' % job.uuid in caplog.text
     assert repo.get_any(job.details['task_id'])['status'] == 'processing'
     with contextlib.closing(persistence.get_connection()) as conn:
         saved = conn.get_logbook(book.uuid).find(flow_detail.uuid)
@@ -520,11 +566,11 @@ def test_keystone_credentials_travel_in_the_job_only(conf, repo, dispatcher):
     seen = {}
 
     def run(job, task):
-        seen['auth'] = executor_mod.request_auth(task['id'])
-        repo.finish(task['id'], dispatcher.worker, 'success', 48, result={})
+        seen['auth'] = executor_mod.request_auth(task.id)
+        repo.finish(task.id, dispatcher.worker, 'success', 48, result={})
         return False
 
-    dispatcher._run = run
+    _runs(dispatcher, repo, run)
     assert dispatcher._dispatch_job(job) is True
     assert seen['auth'] == ('user-token', [{'type': 'object-store'}])
     assert executor_mod.request_auth(task['id']) == (None, None)  # dropped after the run
@@ -545,3 +591,141 @@ def test_conductor_cli_without_a_board_says_so_without_a_traceback(tmp_path):
                              capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and 'absent.conf' in missing.stderr
     assert 'Traceback' not in missing.stderr
+
+
+# -- TaskFlow's own dispatch, events and listeners ---------------------------------------------
+def quick_flow():
+    return linear_flow.Flow('quick').add(Quick('quick'))
+
+
+class Quick(tf_task.Task):
+    def execute(self):
+        return 'done'
+
+
+def _persisted_job(repo, persistence, factory, args=()):
+    book = models.LogBook('b')
+    flow_detail = models.FlowDetail('f', uuid=str(uuid.uuid4()))
+    book.add(flow_detail)
+    engines.save_factory_details(flow_detail, factory, list(args), {})
+    with contextlib.closing(persistence.get_connection()) as conn:
+        conn.save_logbook(book)
+    job = FakeJob({'task_id': _task(repo)['id'], 'flow_uuid': flow_detail.uuid}, book)
+    job.book = book
+    return job
+
+
+@pytest.fixture
+def flow_db(tmp_path):
+    persistence = tf_backends.fetch({'connection': 'sqlite:///%s' % (tmp_path / 'f.sqlite')})
+    with contextlib.closing(persistence.get_connection()) as conn:
+        conn.upgrade()
+    return persistence
+
+
+def test_conductor_events_and_engine_listeners_fire(conf, repo, flow_db):
+    """The conductor runs jobs with TaskFlow's own dispatch: its notifier events reach
+    registered callbacks and the listeners of `_listeners_from_job` see the engine."""
+    conductor = conductor_mod.BlockingConductor('test', FakeBoard(), persistence=flow_db)
+    conductor._setup_tasks(conf, repo)
+    conductor._task_context = lambda task: None
+    events, transitions = [], []
+    conductor.notifier.register(conductor.notifier.ANY,
+                                lambda event, details: events.append(event))
+    conductor._listeners_from_job = lambda job, engine: [Recorder(engine, transitions)]
+    job = _persisted_job(repo, flow_db, quick_flow)
+    # The flow does not record an outcome: the task is settled as failed, then consumed.
+    assert conductor._dispatch_job(job) is True
+    assert events == ['compilation_start', 'compilation_end', 'preparation_start',
+                      'preparation_end', 'validation_start', 'validation_end',
+                      'running_start', 'running_end']
+    assert 'SUCCESS' in transitions
+    assert repo.get_any(job.details['task_id'])['message'] == messages.UNEXPECTED
+
+
+class Recorder:
+    def __init__(self, engine, seen):
+        self.engine, self.seen = engine, seen
+
+    def __enter__(self):
+        self.engine.notifier.register(
+            self.engine.notifier.ANY, lambda state, details: self.seen.append(state))
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_an_atom_left_running_is_failed_by_the_dispatch_before_the_run(conf, repo, tmp_path):
+    """The conductor's `preparation_end` handler: a flow a dead conductor left in `two`
+    reverts (two, then one) instead of running `two` again, and the task fails."""
+    backend, flow_detail, journal = _die_in(tmp_path, 'two')
+    with contextlib.closing(backend.get_connection()) as conn:
+        book = next(iter(conn.get_logbooks()))
+    job = FakeJob({'task_id': _task(repo)['id'], 'flow_uuid': flow_detail.uuid}, book)
+    conductor = conductor_mod.BlockingConductor('test', FakeBoard(), persistence=backend)
+    conductor._setup_tasks(conf, repo)
+    conductor._task_context = lambda task: None
+    conductor._engine_from_job = lambda job: engines.load_from_detail(
+        flow_detail, backend=backend, engine='serial')
+    assert conductor._dispatch_job(job) is True
+    assert journal.read_text().split('\n')[:-1] == ['do one', 'do two', 'undo two',
+                                                    'undo one']
+    assert repo.get_any(job.details['task_id'])['status'] == 'failure'
+
+
+def test_taskflow_private_api_this_bundle_relies_on():
+    """Fails loudly when TaskFlow changes what the conductor builds on (the taskflow
+    version is pinned in constraints.txt): `ExecutorConductor._dispatch_job(job)` returns
+    whether to consume, its notifier emits the events handled here with the details
+    used, and a compiled engine's execution graph tags atoms with their `kind`."""
+    import inspect
+
+    import taskflow.version
+    from taskflow.conductors.backends import impl_executor
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    with open(os.path.join(root, 'constraints.txt')) as fh:
+        pinned = [line.strip().split('==')[1] for line in fh
+                  if line.lower().startswith('taskflow==')]
+    assert pinned == [taskflow.version.version_string()]
+    dispatch = impl_executor.ExecutorConductor._dispatch_job
+    assert list(inspect.signature(dispatch).parameters) == ['self', 'job']
+    source = inspect.getsource(dispatch)
+    assert "'engine': engine" in source and "'job': job" in source
+    assert {'preparation_end', 'job_consumed'} <= set(
+        impl_executor.ExecutorConductor.EVENTS_EMITTED)
+    assert "'persistence': self._persistence" in inspect.getsource(
+        impl_executor.ExecutorConductor._try_finish_job)
+    engine = engines.load(journal_flow('/nonexistent'), engine='serial')
+    engine.compile()
+    assert sorted(conductor_mod.atom_names(engine)) == ['one', 'three', 'two']
+
+
+def test_the_flow_state_backend_shares_one_connection_object_without_patching(conf):
+    """One connection object per backend (building one costs more than the SQL), by a
+    subclass of TaskFlow's SQL backend: no instance attribute is monkeypatched."""
+    from taskflow.persistence.backends import impl_sqlalchemy
+
+    backend = jobboard.fetch_persistence(conf)
+    assert isinstance(backend, impl_sqlalchemy.SQLAlchemyBackend)
+    assert 'get_connection' not in vars(backend)
+    first = backend.get_connection()
+    assert backend.get_connection() is first
+    with contextlib.closing(backend.get_connection()) as conn:
+        conn.save_logbook(models.LogBook('shared'))
+    with contextlib.closing(backend.get_connection()) as conn:
+        assert [book.name for book in conn.get_logbooks()] == ['shared']
+
+
+@pytest.mark.parametrize('kind, cls, most', [
+    ('blocking', conductor_mod.BlockingConductor, 1),
+    ('nonblocking', conductor_mod.NonBlockingConductor, 3),
+])
+def test_conductors_come_from_taskflows_entry_points(conf, repo, kind, cls, most):
+    conf.set_override('conductor_type', kind, group='rax_jobboard')
+    conf.set_override('max_simultaneous_jobs', 3, group='rax_jobboard')
+    conductor = conductor_mod.make_conductor(conf, FakeBoard(), None, repo, 'c1')
+    assert type(conductor) is cls
+    assert conductor._max_simultaneous_jobs == most
+    assert conductor._repo is repo and conductor._conf is conf

@@ -5,6 +5,7 @@ import io
 import os
 import subprocess
 import tarfile
+import zlib
 
 import pytest
 from hypothesis import given
@@ -380,3 +381,35 @@ def test_package_round_trip_any_sizes_and_read_sizes(payloads, threads,
         got[member.name] = b''.join(
             iter(lambda m=member: m.stream.read(read_size), b''))
     assert got == {'%d.vhd' % n: data for n, data in enumerate(payloads)}
+
+
+def test_parallel_writer_uses_public_isal_api_only(monkeypatch):
+    """Issue 13/14: no private ``isal_zlib._ParallelCompress``."""
+    monkeypatch.delattr(ova.isal_zlib, '_ParallelCompress', raising=False)
+    writer = ova._gzip_writer('isal', None, 2)
+    try:
+        assert isinstance(writer, ova._ParallelGzip)
+    finally:
+        writer.close()
+    disk = small_vhd()
+    disk.write(MIB, os.urandom(MIB) + (b'text and more ' * 200000)[:2 * MIB])
+    data = disk.build()
+    package = ova.pack_single_vhd(io.BytesIO(data), len(data),
+                                  threads=2).read()
+    assert read_all(package) == {'0.vhd': data}
+
+
+def test_package_is_one_gzip_member_for_stream_readers():
+    """tarfile's stream mode reads only the first gzip member."""
+    disk = small_vhd()
+    disk.write(0, (b'a text block ' * 400000)[:3 * MIB] + os.urandom(MIB))
+    data = disk.build()
+    package = ova.pack_single_vhd(io.BytesIO(data), len(data),
+                                  threads=2).read()
+    decompressor = zlib.decompressobj(31)
+    decompressor.decompress(package)
+    assert decompressor.eof and decompressor.unused_data == b''
+    with tarfile.open(fileobj=io.BytesIO(package), mode='r|gz') as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar
+                   if m.isfile()}
+    assert members == {'./0.vhd': data}

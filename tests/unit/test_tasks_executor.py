@@ -16,6 +16,7 @@ from taskflow.patterns import linear_flow
 
 from rax_glance import errors
 from rax_glance.tasks import executor as executor_mod
+from rax_glance.tasks import lifecycle
 from rax_glance.tasks import messages
 from rax_glance.tasks import options
 from rax_glance.tasks.db import api as db_api
@@ -61,7 +62,7 @@ def env(tmp_path, monkeypatch):
     conf.set_override('workers', 2, group='rax_tasks')
     repo = db_api.TaskRepo(db_api.get_engine(url))
     plugin = FakePlugin()
-    monkeypatch.setattr(executor_mod, 'load_flow_plugin', lambda task_type: plugin)
+    monkeypatch.setattr(lifecycle, 'load_flow_plugin', lambda task_type: plugin)
     ex = executor_mod.InProcessExecutor(conf, repo, make_context=lambda task: 'ctx')
     yield repo, ex, plugin
     ex.stop()
@@ -177,7 +178,7 @@ def test_request_credentials_live_only_while_the_task_runs(env):
     task = _new(repo, ex.worker)
     executor_mod.stash_request_auth(task['id'], 'token-1', [{'type': 'object-store'}])
     seen = []
-    ex.make_context = lambda t: seen.append(executor_mod.request_auth(t['id'])) or 'ctx'
+    ex.make_context = lambda t: seen.append(executor_mod.request_auth(t.id)) or 'ctx'
     assert _run(ex, repo, task) == 'success'
     assert seen == [('token-1', [{'type': 'object-store'}])]
     assert executor_mod.request_auth(task['id']) == (None, None)
