@@ -1,1 +1,2 @@
-"""Paste filters of the bundle in front of Glance's own API (`/v2/images`, errors)."""
+"""Paste filters of the bundle in front of Glance's own API (`/v2/images`, `/v2/info`,
+errors)."""

@@ -1,6 +1,7 @@
 """rax-glance-devstack: a real Swift and glance-api with the bundle, on 127.0.0.1.
 
-    rax-glance-devstack up [--db sqlite|postgresql] [--conductors N] [--state-dir DIR]
+    rax-glance-devstack up [--auth trusted-headers|keystone] [--db sqlite|postgresql]
+                           [--conductors N] [--state-dir DIR]
     rax-glance-devstack status [--json]
     rax-glance-devstack demo
     rax-glance-devstack down
@@ -27,6 +28,11 @@ def _parser():
     up = sub.add_parser('up', help='start Swift and glance-api and wait until ready')
     up.add_argument('--db', choices=stack.DB_KINDS, default='sqlite',
                     help='Glance database (postgresql runs a private cluster)')
+    up.add_argument('--auth', choices=stack.AUTH_KINDS, default='trusted-headers',
+                    help='identity: trusted-headers (default; request headers, tempauth '
+                         'Swift) or keystone (a real Keystone 30: glance-api in the keystone '
+                         'paste flavor, Swift behind authtoken + keystoneauth; `status --json` '
+                         'lists each persona\'s credentials)')
     up.add_argument('--glance-workers', type=int, default=2)
     up.add_argument('--conductors', type=int, default=0,
                     help='0 (default): tasks run in-process in glance-api; N > 0: start '
@@ -55,10 +61,14 @@ def main(argv=None):
             info = dev.up(db=args.db, glance_workers=args.glance_workers,
                           timeout=args.timeout, conductors=args.conductors,
                           claim_expiry=args.claim_expiry,
-                          conductor_jobs=args.conductor_jobs)
+                          conductor_jobs=args.conductor_jobs, auth=args.auth)
             print('dev stack running: glance-api %s, swift %s (state dir %s)'
-                  % (info['glance']['endpoint'], info['swift']['auth_url'],
+                  % (info['glance']['endpoint'],
+                     info['swift'].get('proxy_url', info['swift']['auth_url']),
                      info['state_dir']))
+            if info.get('keystone'):
+                print('keystone %s: personas and passwords in `rax-glance-devstack status '
+                      '--json` (keystone.personas)' % info['keystone']['auth_url'])
         elif args.command == 'down':
             was_up = dev.down()
             print('dev stack stopped' if was_up else 'no dev stack running from %s'
@@ -78,6 +88,12 @@ def main(argv=None):
             if info['status'] != 'running':
                 print('no running dev stack in %s (status %s); start it with '
                       '`rax-glance-devstack up`' % (info['state_dir'], info['status']),
+                      file=sys.stderr)
+                return 1
+            if info.get('auth') == 'keystone':
+                print('the demo uses trusted headers and tempauth; this stack runs Keystone '
+                      '(tokens and personas: `rax-glance-devstack status --json`, '
+                      'tests/functional/test_keystone_stack.py shows their use)',
                       file=sys.stderr)
                 return 1
             demo.run(info, sys.stdout)

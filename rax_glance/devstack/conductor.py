@@ -5,6 +5,8 @@ import sys
 import time
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 from rax_glance.devstack import process
 
 READY_MARK = b'claiming jobs'
@@ -23,6 +25,8 @@ def jobboard_sections(redis_host, claim_expiry=10, conductor_jobs=2):
             'conductor_type': 'nonblocking',
             'max_simultaneous_jobs': str(conductor_jobs),
             'poll_interval': '0.2',
+            # Seals the Keystone token a keystone-mode job carries on the board.
+            'auth_keys': Fernet.generate_key().decode(),
         },
     }
 

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from rax_glance import sqlite_plugin
 from rax_glance.devstack import conductor as devstack_conductor
+from rax_glance.devstack import keystone as devstack_keystone
 from rax_glance.devstack import process
 from rax_glance.devstack.glance import GlanceServer
+from rax_glance.devstack.keystone import authtoken_section as keystone_authtoken_section
 from rax_glance.devstack.postgres import PostgresCluster
 from rax_glance.devstack.redis import RedisServer
 from rax_glance.devstack.swift import SwiftNode
@@ -23,10 +25,35 @@ from rax_glance.devstack.swift import SwiftNode
 StackError = process.StackError
 DEFAULT_STATE_DIR = '.devstack'
 DB_KINDS = ('sqlite', 'postgresql')
+AUTH_KINDS = ('trusted-headers', 'keystone')
 
 
-def bundle_glance_sections(swift_info):
-    """glance-api.conf sections that wire the bundle to the stack's Swift."""
+def bundle_glance_sections(swift_info, keystone_info=None):
+    """glance-api.conf sections that wire the bundle to the stack's Swift (and Keystone)."""
+    if keystone_info:
+        glance = keystone_info['services']['glance']
+        return {
+            # Production mode: a task reaches the project's account with the request's own
+            # token and the catalog's object-store endpoint; the swiftdlo store uses the
+            # glance service user's own account.
+            'rax_swift': {
+                'auth_mode': 'keystone',
+                'auth_url': keystone_info['auth_url'],
+                'auth_version': '3',
+                'user': glance['name'],
+                'key': glance['password'],
+                'project_name': glance['project'],
+                'region_name': keystone_info['region'],
+                'segment_size': str(1024 * 1024),
+            },
+            'DEFAULT': {'enabled_backends': 'local:file, swift:swiftdlo'},
+            'swift': {
+                'store_description': 'Swift (verified Dynamic Large Objects)',
+                'swiftdlo_container': 'glance-images',
+            },
+            'keystone_authtoken': keystone_authtoken_section(keystone_info, 'glance'),
+            'paste_deploy': {'flavor': 'keystone'},
+        }
     return {
         # Projects' Swift accounts through the reseller service user (tempauth: no Keystone).
         'rax_swift': {
@@ -71,23 +98,31 @@ class DevStack:
 
     # -- lifecycle ----------------------------------------------------------------------
     def up(self, db='sqlite', glance_workers=2, timeout=90.0, conductors=0,
-           claim_expiry=10, conductor_jobs=2, glance_config=None):
+           claim_expiry=10, conductor_jobs=2, glance_config=None, auth='trusted-headers',
+           token_expiration=3600):
         """Start everything; `conductors` > 0 adds Redis and that many rax-glance-conductor
         processes, and glance-api runs tasks through the jobboard instead of in-process.
-        `glance_config` ({section: {key: value}}) is merged last into glance-api.conf."""
+        `glance_config` ({section: {key: value}}) is merged last into glance-api.conf.
+        `auth='keystone'` adds a real Keystone (tokens living `token_expiration` seconds):
+        glance-api in the `keystone` paste flavor, Swift behind authtoken + keystoneauth."""
         if db not in DB_KINDS:
             raise StackError('unknown --db %r; choose one of %s' % (db, ', '.join(DB_KINDS)))
+        if auth not in AUTH_KINDS:
+            raise StackError('unknown --auth %r; choose one of %s'
+                             % (auth, ', '.join(AUTH_KINDS)))
         self._refuse_running_or_stale()
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)
         self.logs_dir.mkdir(parents=True)
         stack_id = secrets.token_hex(4)
         state = {'status': 'starting', 'id': stack_id, 'state_dir': str(self.state_dir),
-                 'db': {'kind': db}, 'processes': [], 'started_at': time.time()}
+                 'db': {'kind': db}, 'auth': auth, 'processes': [],
+                 'started_at': time.time()}
         self._write_state(state)
         try:
             self._start_all(state, stack_id, db, glance_workers, timeout, conductors,
-                            claim_expiry, conductor_jobs, glance_config or {})
+                            claim_expiry, conductor_jobs, glance_config or {}, auth,
+                            token_expiration)
         except BaseException:
             self.down()
             raise
@@ -96,15 +131,27 @@ class DevStack:
         return self.describe()
 
     def _start_all(self, state, stack_id, db, glance_workers, timeout, conductors,
-                   claim_expiry, conductor_jobs, glance_config):
+                   claim_expiry, conductor_jobs, glance_config, auth='trusted-headers',
+                   token_expiration=3600):
         swift = SwiftNode(self.state_dir, stack_id)
         state['swift'] = {'devices': str(swift.devices)}
         self._write_state(state)
-        swift.configure()
 
         def record(rec):
             state['processes'].append(rec)
             self._write_state(state)
+
+        keystone_info = None
+        if auth == 'keystone':
+            keystone = devstack_keystone.KeystoneServer(self.state_dir)
+            keystone.configure(token_expiration)
+            keystone.setup(self.logs_dir)
+            keystone.start(self.logs_dir, record, timeout)
+            swift.allocate_ports()
+            keystone_info = devstack_keystone.bootstrap(keystone, swift.proxy_url)
+            state['keystone'] = keystone_info
+            self._write_state(state)
+        swift.configure(keystone=keystone_info)
 
         swift.start(self.logs_dir, record, timeout)
         state['swift'] = swift.describe()
@@ -124,7 +171,7 @@ class DevStack:
         state['db']['url'] = db_url
         self._write_state(state)
 
-        sections = bundle_glance_sections(state['swift'])
+        sections = bundle_glance_sections(state['swift'], keystone_info)
         if conductors:
             redis = RedisServer(self.state_dir)
             redis.configure()
@@ -139,6 +186,8 @@ class DevStack:
             sections.setdefault(section, {}).update(values)
         glance = GlanceServer(self.state_dir, workers=glance_workers)
         glance.configure(db_url, sections)
+        if keystone_info:
+            devstack_keystone.add_image_endpoint(keystone_info, glance.url)
         glance.db_sync(self.logs_dir)
         if db == 'sqlite':
             sqlite_plugin.enable_wal(str(self.state_dir / 'glance' / 'glance.sqlite'))
@@ -146,7 +195,9 @@ class DevStack:
         state['glance'] = {'endpoint': glance.url, 'config_dir': str(glance.dir),
                            'config_file': str(glance.config_file),
                            'workers': glance_workers,
-                           'identity': 'trusted-headers (X-Project-Id, X-User-Id, X-Roles)'}
+                           'identity': ('keystone (authtoken; tokens from %s)'
+                                        % keystone_info['auth_url'] if keystone_info else
+                                        'trusted-headers (X-Project-Id, X-User-Id, X-Roles)')}
         self._write_state(state)
         for _ in range(conductors):
             self._start_conductor(state, timeout)
@@ -252,6 +303,8 @@ class DevStack:
             'glance': state.get('glance', {}),
             'swift': state.get('swift', {}),
             'db': state.get('db', {}),
+            'auth': state.get('auth', 'trusted-headers'),
+            'keystone': state.get('keystone', {}),
             'jobboard': state.get('jobboard', {}),
             'pids': {p['name']: p['pid'] for p in procs},
             'alive': {p['name']: process.is_alive(p) for p in procs},

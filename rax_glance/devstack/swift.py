@@ -58,6 +58,30 @@ PROXY_FILTERS = {
     'symlink': {'use': 'egg:swift#symlink'},
 }
 
+# Swift's keystoneauth as a production Swift behind Keystone runs it: accounts AUTH_<project id>
+# for users holding an operator role there; SERVICE_<project id> accounts need the user's
+# token *and* a service token (X-Service-Token) with the `service` role.
+KEYSTONEAUTH = {
+    'use': 'egg:swift#keystoneauth',
+    'reseller_prefix': 'AUTH_, SERVICE_',
+    'operator_roles': 'admin, swiftoperator',
+    'reseller_admin_role': 'ResellerAdmin',
+    'SERVICE_service_roles': 'service',
+}
+
+
+def keystone_authtoken_filter(keystone):
+    """keystonemiddleware's authtoken for the proxy, as the `swift` service user."""
+    from rax_glance.devstack.keystone import authtoken_section
+
+    section = {'paste.filter_factory': 'keystonemiddleware.auth_token:filter_factory',
+               # keystoneauth decides (anonymous tempurl/staticweb requests go on).
+               'delay_auth_decision': 'true'}
+    # No memcached_servers: keystonemiddleware's memcache pool needs python-memcached, which
+    # Glance's set does not pin; the in-process token cache serves a one-proxy node.
+    section.update(authtoken_section(keystone, 'swift'))
+    return section
+
 
 def _bin(name):
     return str(Path(sys.executable).parent / name)
@@ -86,6 +110,8 @@ def _build_ring(swift_dir, kind, port):
 class SwiftNode:
     """Configuration and processes of the one-node Swift under `<state>/swift`."""
 
+    keystone = None
+
     def __init__(self, state_dir, stack_id):
         self.dir = Path(state_dir) / 'swift'
         self.devices = Path('/dev/shm') / ('rax-glance-devstack-%s' % stack_id)
@@ -97,12 +123,20 @@ class SwiftNode:
     def proxy_url(self):
         return 'http://127.0.0.1:%d' % self.ports['proxy']
 
-    def configure(self, projects=('demo', 'alt')):
-        """Write swift.conf, rings and server configs; `projects` get a tempauth user each."""
+    def allocate_ports(self):
+        if not self.ports:
+            for kind in SERVERS + ('proxy', 'memcached'):
+                self.ports[kind] = process.free_port()
+
+    def configure(self, projects=('demo', 'alt'), keystone=None):
+        """Write swift.conf, rings and server configs; `projects` get a tempauth user each.
+        With `keystone` (rax_glance.devstack.keystone's description of the identity world)
+        the proxy authenticates with keystonemiddleware's authtoken + Swift's keystoneauth
+        instead of tempauth."""
+        self.keystone = keystone
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.devices / 'd1').mkdir(parents=True, exist_ok=True)
-        for kind in SERVERS + ('proxy', 'memcached'):
-            self.ports[kind] = process.free_port()
+        self.allocate_ports()
         _write_conf(self.dir / 'swift.conf', {
             'swift-hash': {'swift_hash_path_prefix': secrets.token_hex(8),
                            'swift_hash_path_suffix': secrets.token_hex(8)},
@@ -134,9 +168,13 @@ class SwiftNode:
             key = secrets.token_urlsafe(12)
             self.project_users[project] = {'user': '%s:user' % project, 'key': key}
             tempauth['user_%s_user' % project] = '%s .admin' % key
+        pipeline = PROXY_PIPELINE
+        if keystone:
+            pipeline = pipeline.replace(' tempauth ', ' authtoken keystoneauth ')
+            self.project_users = {}
         sections = {
             'DEFAULT': dict(common, bind_port=str(self.ports['proxy']), log_name='proxy-server'),
-            'pipeline:main': {'pipeline': PROXY_PIPELINE},
+            'pipeline:main': {'pipeline': pipeline},
             # Generous backend timeouts: the one-process object server of a loaded 2-core
             # machine can take seconds to accept, and a 503 would fail a whole import.
             'app:proxy-server': {'use': 'egg:swift#proxy', 'account_autocreate': 'true',
@@ -148,6 +186,10 @@ class SwiftNode:
         }
         for name, values in PROXY_FILTERS.items():
             sections['filter:%s' % name] = dict(values)
+        if keystone:
+            del sections['filter:tempauth']
+            sections['filter:authtoken'] = keystone_authtoken_filter(keystone)
+            sections['filter:keystoneauth'] = KEYSTONEAUTH.copy()
         _write_conf(self.dir / 'proxy-server.conf', sections)
 
     def start(self, logs_dir, on_spawn, timeout=60.0):
@@ -174,7 +216,22 @@ class SwiftNode:
                                  % self.ports[kind], rec, timeout)
 
     def describe(self):
+        if self.keystone:
+            glance = self.keystone['services']['glance']
+            return {
+                'auth': 'keystone',
+                'auth_url': self.keystone['auth_url'],
+                'auth_version': '3',
+                'proxy_url': self.proxy_url,
+                'service_user': glance['name'],
+                'service_key': glance['password'],
+                'service_project': glance['project'],
+                'storage_url_template': '%s/v1/AUTH_%%(project_id)s' % self.proxy_url,
+                'devices': str(self.devices),
+            }
         return {
+            'auth': 'tempauth',
+            'proxy_url': self.proxy_url,
             'auth_url': '%s/auth/v1.0' % self.proxy_url,
             'auth_version': '1',
             'service_user': '%s:%s' % (SERVICE_ACCOUNT, SERVICE_USER),

@@ -251,14 +251,21 @@ class ProjectConnection(swiftclient.Connection):
     """A swiftclient Connection whose storage URL never changes; re-auth only renews the
     token (and only when a token source can)."""
 
-    def __init__(self, storage_url, token, token_source=None, **kwargs):
+    def __init__(self, storage_url, token, token_source=None, service_token_source=None,
+                 **kwargs):
         self._pinned_url = storage_url
         self._token_source = token_source
-        if token_source is not None:
+        self._user_token = token
+        self._service_token_source = service_token_source
+        self._service_fetches = 0
+        if token_source is not None or service_token_source is not None:
             # swiftclient re-authenticates after a 401 only when these three are set;
             # get_auth below ignores them and asks the token source instead.
             kwargs.update(authurl='pinned', user='pinned', key='pinned')
         super().__init__(preauthurl=storage_url, preauthtoken=token, **kwargs)
+        if service_token_source is not None:
+            # Every request also carries X-Service-Token (swiftclient sends it when set).
+            self.service_auth = True
 
     def http_connection(self, url=None):
         parsed, conn = super().http_connection(url)
@@ -272,17 +279,30 @@ class ProjectConnection(swiftclient.Connection):
 
     def get_auth(self):
         if self._token_source is None:
+            if self._service_token_source is not None:
+                # The user's token cannot be renewed here; with a valid service token Swift's
+                # authtoken accepts it even expired (Keystone's allow_expired window). Only
+                # the service token is fetched again (get_service_auth).
+                self.url, self.token = self._pinned_url, self._user_token
+                return self.url, self.token
             raise swiftclient.ClientException('Swift token expired or was rejected',
                                               http_status=401)
         self.url, self.token = self._pinned_url, self._token_source(refresh=True)
         return self.url, self.token
+
+    def get_service_auth(self):
+        """The service user's token for X-Service-Token: cached first, renewed after a 401."""
+        refresh = self._service_fetches > 0
+        self._service_fetches += 1
+        return self._pinned_url, self._service_token_source(refresh=refresh)
 
 
 class ProjectSwift:
     """Access to one Swift account; `connection()` gives a new Connection per thread."""
 
     def __init__(self, storage_url, token=None, token_source=None, project_id=None,
-                 timeout=60.0, retries=5, retry_backoff=1.0, cacert=None, insecure=False):
+                 timeout=60.0, retries=5, retry_backoff=1.0, cacert=None, insecure=False,
+                 service_token_source=None):
         if not storage_url:
             raise AccessError('No Swift storage URL')
         if token is None and token_source is None:
@@ -291,6 +311,7 @@ class ProjectSwift:
         self.project_id = project_id
         self._token = token
         self._token_source = token_source
+        self._service_token_source = service_token_source
         self.timeout = timeout
         self.retries = retries
         self.retry_backoff = retry_backoff
@@ -309,7 +330,8 @@ class ProjectSwift:
         if self._token_source is not None:
             token = self._token_source(refresh=False)
         return ProjectConnection(
-            self.storage_url, token, token_source=self._token_source, retries=self.retries,
+            self.storage_url, token, token_source=self._token_source,
+            service_token_source=self._service_token_source, retries=self.retries,
             starting_backoff=self.retry_backoff, max_backoff=max(self.retry_backoff * 16, 1),
             timeout=self.timeout, cacert=self.cacert, insecure=self.insecure,
             retry_on_ratelimit=True)
@@ -346,9 +368,17 @@ class ProjectSwift:
                                token_source=service_auth.token)
 
     @classmethod
-    def from_catalog(cls, project_id, token, service_catalog, conf=CONF):
+    def from_catalog(cls, project_id, token, service_catalog, conf=CONF, service_auth=None):
         """Keystone mode: the user's token and the catalog's object-store endpoint, which
-        must be `project_id`'s own account."""
+        must be `project_id`'s own account.
+
+        When the service credentials of ``[rax_swift]`` are set (Keystone v3: the glance
+        service user, which needs Keystone's ``service`` role), every request also carries
+        that user's token as ``X-Service-Token``: Swift's authtoken then accepts the user's
+        token after it expired (Keystone's ``[token] allow_expired_window``), so a task that
+        runs or waits on the jobboard longer than the token lives still reaches the account.
+        The service token adds no authority: keystoneauth grants ``AUTH_`` accounts on the
+        user's roles only."""
         check_project_id(project_id)
         if not token:
             raise AccessError('The request carries no auth token for Swift')
@@ -358,7 +388,11 @@ class ProjectSwift:
         if not (account == project_id or account.endswith('_' + project_id)):
             raise AccessError('The object-store endpoint %s is not the account of project %s'
                               % (url, project_id))
-        return cls._from_group(group, url, token=token, project_id=project_id)
+        service_token_source = None
+        if group.auth_version == '3' and group.auth_url and group.user and group.key:
+            service_token_source = (service_auth or ServiceAuth.from_conf(conf)).token
+        return cls._from_group(group, url, token=token, project_id=project_id,
+                               service_token_source=service_token_source)
 
     @classmethod
     def from_context(cls, context, conf=CONF, service_auth=None):
@@ -370,7 +404,8 @@ class ProjectSwift:
             swift = cls.for_project(project_id, conf, service_auth)
         else:
             swift = cls.from_catalog(project_id, getattr(context, 'auth_token', None),
-                                     getattr(context, 'service_catalog', None), conf)
+                                     getattr(context, 'service_catalog', None), conf,
+                                     service_auth)
         return check_task_account(swift, conf, service_auth)
 
 

@@ -150,7 +150,7 @@ class _TaskDispatch:
             LOG.exception('Job %s: cannot read or take task %s; leaving it to others',
                           job.uuid, task_id)
             return False
-        auth = details.get('auth') or {}
+        auth = jobboard.open_auth(self._conf, details.get('auth'))
         if auth.get('token'):
             # Keystone-mode Swift access of the creating request, for this run only.
             lifecycle.stash_request_auth(task_id, auth['token'], auth.get('catalog'))

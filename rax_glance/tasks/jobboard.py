@@ -17,6 +17,7 @@ messages do not depend on the executor.
 """
 
 import contextlib
+import json
 import random
 import threading
 import time
@@ -80,6 +81,16 @@ OPTS = [
                     'job) is failed by the conductors with the "interrupted" message.'),
     cfg.FloatOpt('poll_interval', default=0.5, min=0.05,
                  help='Seconds an idle conductor waits before looking for jobs again.'),
+    cfg.ListOpt('auth_keys', default=[], secret=True,
+                help='Fernet keys (URL-safe base64 of 32 random bytes, e.g. from `python3 -c '
+                     '"from cryptography.fernet import Fernet; print(Fernet.generate_key()'
+                     '.decode())"`) that encrypt the Keystone token and catalog a keystone-'
+                     'mode task carries on the board while its job waits: the first key '
+                     'encrypts, every key decrypts (add a new key first, drop the old one '
+                     'once no job made with it waits). glance-api and every conductor need '
+                     'the same list. Required with [rax_swift] auth_mode = keystone: '
+                     'without it keystone-mode tasks fail instead of leaving a token in '
+                     'plain text on the board.'),
 ]
 
 
@@ -237,13 +248,53 @@ def flow_factory(task_id, task_type):
     return lifecycle.wrap(make_job(task, conf))
 
 
+# -- the job's Keystone auth, sealed -----------------------------------------------------------
+class AuthKeysMissing(Exception):
+    """A keystone-mode task would put a token on the board, and no key seals it."""
+
+
+def _fernet(conf):
+    from cryptography.fernet import Fernet
+    from cryptography.fernet import MultiFernet
+
+    keys = [k.strip() for k in register_opts(conf).rax_jobboard.auth_keys or () if k.strip()]
+    if not keys:
+        raise AuthKeysMissing('[%s] auth_keys is empty: a keystone-mode task cannot carry '
+                              'its token on the board' % GROUP)
+    return MultiFernet([Fernet(k.encode()) for k in keys])
+
+
+def seal_auth(conf, auth):
+    """`auth` ({'token', 'catalog'}) encrypted with the first of ``auth_keys``."""
+    return {'sealed': _fernet(conf).encrypt(json.dumps(auth).encode()).decode()}
+
+
+def open_auth(conf, sealed):
+    """The {'token', 'catalog'} a job carries, or {} (logged) when it cannot be read."""
+    from cryptography.fernet import InvalidToken
+
+    if not sealed:
+        return {}
+    if not isinstance(sealed, dict) or not isinstance(sealed.get('sealed'), str):
+        LOG.error('A job carries Keystone auth that is not sealed; ignoring it')
+        return {}
+    try:
+        return json.loads(_fernet(conf).decrypt(sealed['sealed'].encode()))
+    except (InvalidToken, AuthKeysMissing, ValueError) as exc:
+        LOG.error('Cannot open the Keystone auth of a job (%s): check that [%s] auth_keys '
+                  'is the same for glance-api and every conductor', exc.__class__.__name__,
+                  GROUP)
+        return {}
+
+
 # -- the executor glance-api loads ----------------------------------------------------------
-def post_task(board, persistence, task, auth=None):
+def post_task(board, persistence, task, auth=None, conf=None):
     """A logbook + flow detail (with the factory) for `task`, and its job on the board.
 
     `auth` ({'token', 'catalog'}: keystone-mode Swift access of the creating request) goes in
     the job posting only, never in the SQL flow state, like the in-process executor keeps it
-    in memory only."""
+    in memory only; and only encrypted with ``[rax_jobboard] auth_keys`` (AuthKeysMissing
+    without them), so no token sits in plain text on the board while the job waits."""
     from taskflow import engines
     from taskflow.persistence import models
 
@@ -255,10 +306,11 @@ def post_task(board, persistence, task, auth=None):
                                  {'task_id': task['id'], 'task_type': task['type']})
     with contextlib.closing(persistence.get_connection()) as conn:
         conn.save_logbook(book)
+    sealed = seal_auth(conf or cfg.CONF, auth) if auth else None
     details = {'task_id': task['id'], 'task_type': task['type'],
                'flow_uuid': flow_detail.uuid, 'store': {}}
-    if auth:
-        details['auth'] = auth
+    if sealed:
+        details['auth'] = sealed
     return board.post('%s%s' % (JOB_PREFIX, task['id']), book=book, details=details)
 
 
@@ -293,7 +345,7 @@ class JobboardExecutor(executor_mod.TaskExecutor):
         auth = {'token': token, 'catalog': catalog} if token else None
         try:
             self.start()
-            job = post_task(self._board, self._persistence, task, auth)
+            job = post_task(self._board, self._persistence, task, auth, self.conf)
         except Exception:
             # The task must not wait forever for a job that does not exist.
             LOG.exception('Task %s: posting its job failed; failing the task', task_id)

@@ -14,6 +14,8 @@ from tests.functional import clients
 # 64 MiB instead of 40 GiB, so tests reach the physical size limit (609) with a small file;
 # the virtual size limit (413) keeps the documented 40 GB.
 TEST_GLANCE_CONFIG = {'rax_tasks': {'max_physical_size_gb': '0.0625'}}
+# Token lifetime of the Keystone stack: short, so a task can outlive the token it was made with.
+KEYSTONE_TOKEN_SECONDS = 45
 
 
 def _start(tmp_path_factory, name, db):
@@ -69,3 +71,20 @@ def glance_factory(stack_info):
 def swift_factory(stack_info):
     """swift_factory(project) -> swiftclient Connection on that project's account."""
     return lambda project: clients.project_swift(stack_info, project)
+
+
+@pytest.fixture(scope='session')
+def keystone_devstack(tmp_path_factory):
+    """A stack with a real Keystone 30 (`--auth keystone`), started once per session:
+    (DevStack, description); `description['keystone']` has every persona's credentials."""
+    dev = DevStack(tmp_path_factory.mktemp('keystone-devstack'))
+    try:
+        # Tasks run on the jobboard (one conductor) and tokens live KEYSTONE_TOKEN_SECONDS:
+        # a test shows a task outliving its creator's token.
+        info = dev.up(auth='keystone', glance_config=TEST_GLANCE_CONFIG, glance_workers=1,
+                      conductors=1, token_expiration=KEYSTONE_TOKEN_SECONDS)
+    except Exception:
+        dev.down()
+        raise
+    yield dev, info
+    dev.down()

@@ -549,7 +549,12 @@ def test_tasks_whose_job_never_reached_the_board_are_failed(conf, repo):
     assert sweeper.sweep() == []  # nothing is old yet
 
 
+KEY_A = 'rOe5GJRHkbkCawL8Z_Fw2eTmHhweHCaFDqlkdF3tvK0='
+KEY_B = '42jS5e6uj2AZLEgMj0lpWlCXT8KqovzfGn9Cbp3aF0I='
+
+
 def test_keystone_credentials_travel_in_the_job_only(conf, repo, dispatcher):
+    conf.set_override('auth_keys', [KEY_A], group='rax_jobboard')
     task = _task(repo)
     executor_mod.stash_request_auth(task['id'], 'user-token', [{'type': 'object-store'}])
     executor = jobboard.JobboardExecutor(conf, repo, lambda task: None)
@@ -558,7 +563,11 @@ def test_keystone_credentials_travel_in_the_job_only(conf, repo, dispatcher):
     executor._pid = os.getpid()
     executor.submit(task['id'])
     _name, book, details, job = board.posted[0]
-    assert details['auth'] == {'token': 'user-token', 'catalog': [{'type': 'object-store'}]}
+    # Sealed on the board: neither the token nor the catalog in plain text.
+    assert set(details['auth']) == {'sealed'}
+    assert 'user-token' not in repr(details) and 'object-store' not in repr(details)
+    assert jobboard.open_auth(conf, details['auth']) == {
+        'token': 'user-token', 'catalog': [{'type': 'object-store'}]}
     assert executor_mod.request_auth(task['id']) == (None, None)  # not kept in glance-api
     with contextlib.closing(executor._persistence.get_connection()) as conn:
         assert 'user-token' not in repr(conn.get_logbook(book.uuid).find(
@@ -574,6 +583,42 @@ def test_keystone_credentials_travel_in_the_job_only(conf, repo, dispatcher):
     assert dispatcher._dispatch_job(job) is True
     assert seen['auth'] == ('user-token', [{'type': 'object-store'}])
     assert executor_mod.request_auth(task['id']) == (None, None)  # dropped after the run
+
+
+def test_keystone_task_without_auth_keys_fails_and_posts_nothing(conf, repo):
+    executor = jobboard.JobboardExecutor(conf, repo, lambda task: None)
+    task = _task(repo, worker=executor.worker)
+    executor_mod.stash_request_auth(task['id'], 'user-token', [{'type': 'object-store'}])
+    board = FakeBoard()
+    executor._board, executor._persistence = board, jobboard.fetch_persistence(conf)
+    executor._pid = os.getpid()
+    assert executor.submit(task['id']) is None
+    assert board.posted == []
+    done = repo.get_any(task['id'])
+    assert (done['status'], done['message']) == ('failure', messages.UNEXPECTED)
+    assert executor_mod.request_auth(task['id']) == (None, None)
+
+
+def test_service_mode_tasks_need_no_auth_keys(conf, repo):
+    task = _task(repo)
+    board = FakeBoard()
+    jobboard.post_task(board, jobboard.fetch_persistence(conf), task, None, conf)
+    assert 'auth' not in board.posted[0][2]
+
+
+def test_sealed_auth_opens_with_any_listed_key_and_never_with_another(conf):
+    auth = {'token': 't', 'catalog': []}
+    conf.set_override('auth_keys', [KEY_A], group='rax_jobboard')
+    sealed = jobboard.seal_auth(conf, auth)
+    conf.set_override('auth_keys', [KEY_B, KEY_A], group='rax_jobboard')  # rotation
+    assert jobboard.open_auth(conf, sealed) == auth
+    conf.set_override('auth_keys', [KEY_B], group='rax_jobboard')
+    assert jobboard.open_auth(conf, sealed) == {}
+    conf.set_override('auth_keys', [], group='rax_jobboard')
+    assert jobboard.open_auth(conf, sealed) == {}
+    # A plain-text token (a hostile or old job) is never used.
+    assert jobboard.open_auth(conf, {'token': 't', 'catalog': []}) == {}
+    assert jobboard.open_auth(conf, None) == {}
 
 
 def test_conductor_cli_without_a_board_says_so_without_a_traceback(tmp_path):
