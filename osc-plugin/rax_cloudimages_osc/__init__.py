@@ -1,0 +1,1 @@
+"""OpenStackClient plugin for Rackspace Cloud Images (`openstack cloud-image ...`)."""
