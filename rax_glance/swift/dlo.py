@@ -461,13 +461,19 @@ class DLOWriter:
         deadline = time.monotonic() + self.cleanup_timeout
         conn = _connect(self.swift)
         self._conns.append(conn)
-        leftovers = []
-        for name in doomed:
-            if not _delete_with_retry(conn, self.container, name, deadline):
-                leftovers.append(name)
+        # The prefix was empty before this upload (preflight), so whatever is listed under it
+        # is ours.
+        leftovers = self._delete_with_prefix(conn, doomed, deadline)
+        self._log_cleanup(doomed, leftovers)
+        return leftovers
+
+    def _delete_with_prefix(self, conn, doomed, deadline):
+        """Delete `doomed`; then, if all went, whatever is listed under the segment prefix (a
+        PUT the client gave up on may still have landed). Only for a prefix known to be this
+        writer's. Returns the names that could not be deleted."""
+        leftovers = [name for name in doomed
+                     if not _delete_with_retry(conn, self.container, name, deadline)]
         if not leftovers:
-            # A PUT the client gave up on may still have landed. The prefix was empty
-            # before this upload (preflight), so whatever is listed under it is ours.
             try:
                 listed = list_segments(conn, self.container, self.obj)
             except Exception:
@@ -475,7 +481,6 @@ class DLOWriter:
             for item in listed:
                 if not _delete_with_retry(conn, self.container, item['name'], deadline):
                     leftovers.append(item['name'])
-        self._log_cleanup(doomed, leftovers)
         return leftovers
 
     def _cleanup_claimed(self):
@@ -494,19 +499,9 @@ class DLOWriter:
                 self._claimed = False
                 return self._cleanup_claimed()
             doomed = list(self._attempted)
-            for name in doomed:
-                if not _delete_with_retry(conn, self.container, name, deadline):
-                    leftovers.append(name)
-            if not leftovers:
-                # A PUT the client gave up on may still have landed; while the name is
-                # ours (checked above, prefix empty when claimed) the prefix is ours too.
-                try:
-                    listed = list_segments(conn, self.container, self.obj)
-                except Exception:
-                    listed = []
-                for item in listed:
-                    if not _delete_with_retry(conn, self.container, item['name'], deadline):
-                        leftovers.append(item['name'])
+            # While the name is ours (checked above, prefix empty when claimed) the prefix is
+            # ours too.
+            leftovers = self._delete_with_prefix(conn, doomed, deadline)
             if self._still_ours(conn):
                 if not _delete_with_retry(conn, self.container, self.obj, deadline):
                     leftovers.append(self.obj)
