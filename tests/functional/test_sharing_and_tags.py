@@ -1,4 +1,4 @@
-"""Sharing and tags are stock Glance (doc/api.md section 4) and must keep working under the
+"""Sharing and tags are stock Glance (doc/api.md section 5) and must keep working under the
 Cloud Images policy: members pending/accepted/rejected, list visibility, who may change a
 member's status; tags up to 255 characters, idempotent add."""
 
