@@ -30,9 +30,17 @@ AUTH_KINDS = ('trusted-headers', 'keystone')
 
 def bundle_glance_sections(swift_info, keystone_info=None):
     """glance-api.conf sections that wire the bundle to the stack's Swift (and Keystone)."""
+    sections = {
+        # A second Glance store on Swift (the swiftdlo driver); `local` stays the default.
+        'DEFAULT': {'enabled_backends': 'local:file, swift:swiftdlo'},
+        'swift': {
+            'store_description': 'Swift (verified Dynamic Large Objects)',
+            'swiftdlo_container': 'glance-images',
+        },
+    }
     if keystone_info:
         glance = keystone_info['services']['glance']
-        return {
+        sections.update({
             # Production mode: a task reaches the project's account with the request's own
             # token and the catalog's object-store endpoint; the swiftdlo store uses the
             # glance service user's own account.
@@ -46,33 +54,22 @@ def bundle_glance_sections(swift_info, keystone_info=None):
                 'region_name': keystone_info['region'],
                 'segment_size': str(1024 * 1024),
             },
-            'DEFAULT': {'enabled_backends': 'local:file, swift:swiftdlo'},
-            'swift': {
-                'store_description': 'Swift (verified Dynamic Large Objects)',
-                'swiftdlo_container': 'glance-images',
-            },
             'keystone_authtoken': keystone_authtoken_section(keystone_info, 'glance'),
             'paste_deploy': {'flavor': 'keystone'},
-        }
-    return {
-        # Projects' Swift accounts through the reseller service user (tempauth: no Keystone).
-        'rax_swift': {
-            'auth_mode': 'service',
-            'auth_url': swift_info['auth_url'],
-            'auth_version': swift_info.get('auth_version', '1'),
-            'user': swift_info['service_user'],
-            'key': swift_info['service_key'],
-            'storage_url_template': swift_info['storage_url_template'],
-            # Small segments so the tests' few-MiB exports span several of them.
-            'segment_size': str(1024 * 1024),
-        },
-        # A second Glance store on Swift (the swiftdlo driver); `local` stays the default.
-        'DEFAULT': {'enabled_backends': 'local:file, swift:swiftdlo'},
-        'swift': {
-            'store_description': 'Swift (verified Dynamic Large Objects)',
-            'swiftdlo_container': 'glance-images',
-        },
+        })
+        return sections
+    # Projects' Swift accounts through the reseller service user (tempauth: no Keystone).
+    sections['rax_swift'] = {
+        'auth_mode': 'service',
+        'auth_url': swift_info['auth_url'],
+        'auth_version': swift_info.get('auth_version', '1'),
+        'user': swift_info['service_user'],
+        'key': swift_info['service_key'],
+        'storage_url_template': swift_info['storage_url_template'],
+        # Small segments so the tests' few-MiB exports span several of them.
+        'segment_size': str(1024 * 1024),
     }
+    return sections
 
 
 class DevStack:
