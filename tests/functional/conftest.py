@@ -18,6 +18,42 @@ TEST_GLANCE_CONFIG = {'rax_tasks': {'max_physical_size_gb': '0.0625'}}
 KEYSTONE_TOKEN_SECONDS = 45
 
 
+# Session stacks that are expensive to start. tools/test runs the functional tests on two
+# pytest-xdist workers; the scheduler below sends every module of one group to the same worker,
+# so each of these stacks starts once, and other tests go by module (module fixtures start once).
+# xdist's own `--dist loadgroup` cannot do this under pytest 9 (it renames node ids through an
+# attribute pytest 9 no longer reads), hence the scheduler hook.
+SHARED_STACK_MODULES = {
+    'keystone_devstack': ('test_keystone_stack', 'test_cloud_image_cli_keystone'),
+    'pg_devstack': ('test_tasks_bounds', 'test_tasks_concurrency'),
+}
+_GROUP_OF_MODULE = {module: fixture for fixture, modules in SHARED_STACK_MODULES.items()
+                    for module in modules}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedStackScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split('::', 1)[0]
+            return _GROUP_OF_MODULE.get(os.path.splitext(os.path.basename(path))[0], path)
+
+    return SharedStackScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """A module that uses a shared stack must be listed in SHARED_STACK_MODULES, or under xdist
+    it would start a second copy of that stack on the other worker."""
+    for item in items:
+        module = item.module.__name__.rsplit('.', 1)[-1]
+        for fixture, modules in SHARED_STACK_MODULES.items():
+            if fixture in item.fixturenames and module not in modules:
+                raise pytest.UsageError(
+                    f'{item.nodeid} uses {fixture}: add its module to SHARED_STACK_MODULES in '
+                    'tests/functional/conftest.py')
+
+
 def _start(tmp_path_factory, name, db):
     dev = DevStack(tmp_path_factory.mktemp(name))
     try:
