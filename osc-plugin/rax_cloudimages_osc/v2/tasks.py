@@ -1,9 +1,9 @@
-"""`openstack cloud-image import|export|task show|task list`.
+"""`openstack cloud-image import|export|clone|task show|task list`.
 
-Adding a task type (the coming `cloud-image clone IMAGE --region R [--wait]`) is a
-TaskCreateCommand subclass: set `task_type`, add its arguments in `get_parser`, build the
-task input in `task_input`, and register it under `openstack.cloud_images.v2` in
-pyproject.toml. Waiting, progress, output formats and the exit status come with the base.
+Adding a task type is a TaskCreateCommand subclass: set `task_type`, add its arguments in
+`get_parser`, build the task input in `task_input`, and register it under
+`openstack.cloud_images.v2` in pyproject.toml. Waiting, progress, output formats and the exit
+status come with the base.
 """
 
 import sys
@@ -138,6 +138,27 @@ class ExportImage(TaskCreateCommand):
                                           'got %r.' % parsed_args.container)
         return {'image_uuid': _client(self).find_image(parsed_args.image),
                 'receiving_swift_container': parsed_args.container}
+
+
+class CloneImage(TaskCreateCommand):
+    """Clone an image of yours into another region (same project, same bytes, same properties)."""
+
+    task_type = 'clone'
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('image', metavar='<image>', help='Image to clone (name or ID).')
+        parser.add_argument('--region', metavar='<region>', required=True, dest='target_region',
+                            help='Region to clone the image into, e.g. DFW.')
+        return parser
+
+    def task_input(self, parsed_args):
+        region = parsed_args.target_region.strip()
+        if not region or any(c.isspace() for c in region):
+            raise exceptions.CommandError('--region is a region name such as DFW; got %r.'
+                                          % parsed_args.target_region)
+        return {'image_uuid': _client(self).find_image(parsed_args.image),
+                'target_region': region}
 
 
 class ShowTask(command.ShowOne):

@@ -150,6 +150,36 @@ def test_export_refuses_container_paths(container):
     assert proxy.calls == []
 
 
+def test_clone_wait_posts_the_clone_task_and_shows_the_result():
+    created = dict(TASK, type='clone', input={'image_uuid': 'img-1', 'target_region': 'DFW'})
+    done = dict(created, status='success', result={'image_id': 'img-2', 'region': 'DFW'})
+    proxy = FakeProxy([Resp(201, created), Resp(200, done)], images={'my image': 'img-1'})
+    code, out, err = run(cmds.CloneImage, ['my image', '--region', 'DFW', '--wait',
+                                           '--poll-interval', '0.01', '-f', 'json'], proxy)
+    assert code == 0 and err == ''
+    assert proxy.calls[0] == ('POST', '/tasks', {'type': 'clone', 'input': {
+        'image_uuid': 'img-1', 'target_region': 'DFW'}})
+    assert json.loads(out)['result'] == {'image_id': 'img-2', 'region': 'DFW'}
+
+
+def test_clone_failure_exits_1_with_the_service_message():
+    failed = dict(TASK, type='clone', status='failure',
+                  message='An image may only be cloned by the image owner.')
+    proxy = FakeProxy([Resp(201, TASK), Resp(200, failed)], images={'i': 'img'})
+    code, _, err = run(cmds.CloneImage, ['i', '--region', 'DFW', '--wait',
+                                         '--poll-interval', '0.01'], proxy)
+    assert code == 1
+    assert err == 'Task failed: An image may only be cloned by the image owner.\n'
+
+
+@pytest.mark.parametrize('argv', [['i'], ['i', '--region', ''], ['i', '--region', 'D FW']])
+def test_clone_needs_a_region_name_and_posts_nothing(argv):
+    proxy = FakeProxy(images={'i': 'img'})
+    with pytest.raises((exceptions.CommandError, SystemExit)):
+        run(cmds.CloneImage, argv, proxy)
+    assert proxy.calls == []
+
+
 @pytest.mark.parametrize('argv', [['--timeout', '0'], ['--poll-interval', '-1']])
 def test_wait_options_must_be_positive(argv):
     with pytest.raises(exceptions.CommandError, match='positive'):
